@@ -1,0 +1,153 @@
+"""The registry of benchmarked models: what each is, where it comes from, and what was published about it.
+
+Every model lsbench compares has a :class:`ModelCard` built from ``published.toml`` (cited data, no numbers
+in code). ``create_model`` builds zoo models (LSNet) and timm baselines alike; any other timm name works as
+an ad-hoc model with an empty card. Unknown names fail with one line suggesting close names.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from . import lsnet  # noqa: F401  (registers the LSNet factories with timm)
+from .checkpoint import load_checkpoint
+from .errors import ZooError
+
+__all__ = ["Figure", "ModelCard", "list_models", "get_card", "create_model", "reparameterize", "citation",
+           "protocol_description", "REPARAM_METHOD"]
+
+REPARAM_METHOD = "timm.utils.reparameterize_model (fuse()/reparameterize() of each module, eval + no_grad)"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One published number with where it came from."""
+
+    metric: str
+    value: float
+    unit: str
+    cite: str
+    device: str | None = None
+    protocol: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    family: str
+    source: str  # "zoo" or "timm"
+    input_size: int
+    figures: tuple[Figure, ...] = field(default_factory=tuple)
+    adhoc: bool = False
+    reparam: str = REPARAM_METHOD
+
+    def figure(self, metric: str, device: str | None = None, protocol: str | None = None) -> Figure | None:
+        """The first published figure for ``metric`` (optionally on a device / under a protocol)."""
+        for fig in self.figures:
+            if fig.metric == metric and device in (None, fig.device) and protocol in (None, fig.protocol):
+                return fig
+        return None
+
+    def published(self, metric: str) -> float | None:
+        fig = self.figure(metric)
+        return None if fig is None else fig.value
+
+
+@functools.cache
+def _data() -> dict:
+    with resources.files("zoo").joinpath("published.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+@functools.cache
+def _cards() -> dict[str, ModelCard]:
+    cards = {}
+    for name, entry in _data()["models"].items():
+        figures = tuple(Figure(**fig) for fig in entry.get("figures", ()))
+        unknown = {f.cite for f in figures} - set(_data()["citations"])
+        if unknown:
+            raise RuntimeError(f"published.toml: {name} cites unknown sources {sorted(unknown)}")
+        cards[name] = ModelCard(name=name, family=entry["family"], source=entry["source"],
+                                input_size=int(entry["input_size"]), figures=figures)
+    return cards
+
+
+def citation(key: str) -> str:
+    return _data()["citations"][key]
+
+
+def protocol_description(key: str) -> str:
+    return _data()["protocols"][key]
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of the registry's benchmarked models, in registry order."""
+    return [n for n, c in _cards().items() if family is None or c.family.lower() == family.lower()]
+
+
+@functools.cache
+def _timm_names() -> frozenset[str]:
+    return frozenset(timm.list_models())
+
+
+def _suggest(name: str) -> str:
+    pool = list(_cards()) + sorted(_timm_names() - set(_cards()))
+    close = difflib.get_close_matches(name, pool, n=4, cutoff=0.6)
+    if not close:
+        close = [n for n in pool if name.split("_")[0] in n][:4]
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def get_card(name: str) -> ModelCard:
+    """The registry card for ``name``; an empty ad-hoc card for any other timm model."""
+    cards = _cards()
+    if name in cards:
+        return cards[name]
+    if name in _timm_names():
+        cfg = timm.get_pretrained_cfg(name)
+        size = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+        return ModelCard(name=name, family="timm", source="timm", input_size=size, adhoc=True)
+    raise ZooError(f"unknown model '{name}'{_suggest(name)}")
+
+
+def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | None = None,
+                 num_classes: int | None = None, **kwargs) -> nn.Module:
+    """Build a registry (or any timm) model with random weights, or weights from ``checkpoint``."""
+    card = get_card(name)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as exc:
+        raise ZooError(f"{name}: bad model arguments ({exc})") from None
+    model.lsbench_card = card
+    if checkpoint is not None:
+        model.lsbench_checkpoint = load_checkpoint(model, checkpoint, sha256=sha256, model_name=name)
+    return model
+
+
+def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """The deploy form: every Conv-BN, BN-Linear and re-parameterizable branch folded.
+
+    Runs in eval mode under no_grad (timm's EfficientViT-M fails to fuse after a forward with grad).
+    """
+    from timm.utils import reparameterize_model
+
+    was_training = model.training
+    target = model if inplace else copy.deepcopy(model)
+    target.eval()
+    with torch.no_grad():
+        fused = reparameterize_model(target, inplace=True)
+    if was_training and inplace:
+        fused.train()
+    return fused
