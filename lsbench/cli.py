@@ -1,0 +1,219 @@
+"""The lsbench command line: parses options, calls library functions, prints. No measuring logic here.
+
+Every error a user can cause (``ZooError`` / ``LsbenchError``) is printed as one line on stderr and exits
+with code 2; an interrupted sweep exits 130 after saying where the finished results are.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from zoo.errors import ZooError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Honest, reproducible benchmarks of lightweight vision backbones (LSNet and baselines).")
+console = Console()
+err_console = Console(stderr=True)
+
+FORMATS = ("table", "csv", "json", "md")
+
+
+def _user_errors(fn):
+    """Turn user-caused errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ZooError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _split(models: str) -> list[str]:
+    """'a,b' -> [a, b]; 'all' -> the registry; a family name (e.g. 'lsnet') -> its models."""
+    import zoo
+
+    names: list[str] = []
+    for item in (m.strip() for m in models.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            names += zoo.list_models()
+        elif item not in zoo.list_models() and zoo.list_models(family=item):
+            names += zoo.list_models(family=item)
+        else:
+            zoo.get_card(item)
+            names.append(item)
+    if not names:
+        from .errors import LsbenchError
+        raise LsbenchError("no models given")
+    return list(dict.fromkeys(names))
+
+
+def _print_frame(frame, fmt: str, title: str | None = None) -> None:
+    from .report.summary import render
+
+    if fmt != "table":
+        typer.echo(render(frame, fmt))
+        return
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+    for _, row in frame.iterrows():
+        table.add_row(*[_cell(v) for v in row])
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        from .errors import LsbenchError
+        raise LsbenchError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    return fmt
+
+
+@app.command("list")
+@_user_errors
+def list_cmd(family: Optional[str] = typer.Option(None, help="only this family (e.g. lsnet, repvit)"),
+             fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+    """List the registry: every benchmarked model with its parameters and published figures."""
+    from .listing import zoo_listing
+
+    _print_frame(zoo_listing(family), _check_format(fmt), title="lsbench model zoo")
+
+
+@app.command()
+@_user_errors
+def profile(
+    models: str = typer.Option("lsnet_t,repvit_m0_9", "--models", "-m",
+                               help="comma-separated names, a family (lsnet, repvit...) or 'all'"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    preset: Optional[str] = typer.Option(None, help="cpu | lsnet | efficientvit | timm | quick"),
+    quick: bool = typer.Option(False, "--quick", help="short windows for smoke runs and CI"),
+    batch: Optional[int] = typer.Option(None, help="batch size (default: the preset's)"),
+    resolution: Optional[int] = typer.Option(None, help="input side (default: each model's native size)"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | fp16 | bf16"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="autocast to --dtype instead of casting"),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
+    fused: Optional[bool] = typer.Option(None, "--fused/--unfused", help="reparameterize before timing"),
+    threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
+    interop_threads: Optional[int] = typer.Option(None, help="CPU inter-op threads (default 1)"),
+    pin_cores: Optional[str] = typer.Option(None, help="pin to these cores, e.g. 0 or 0,1"),
+    repeats: Optional[int] = typer.Option(None, help="timed iterations (at least)"),
+    warmup: Optional[int] = typer.Option(None, help="warm-up iterations (at least)"),
+    metrics: str = typer.Option("params,flops,latency", help="any of params, flops, latency"),
+    counters: str = typer.Option("fvcore,ptflops,torch", help="FLOP counters to run"),
+    out: Path = typer.Option(Path("results"), help="results directory (results.jsonl is appended)"),
+    fmt: str = typer.Option("table", "--format", help="summary format: table | csv | json | md"),
+) -> None:
+    """Measure params, FLOPs and latency; each finished model is stored at once, reruns resume."""
+    from .errors import LsbenchError
+    from .profile import job_key, profile_sweep
+    from .report.summary import profile_summary
+    from .results import ResultsStore
+    from .settings import get_preset
+    from .settings import quick as quick_settings
+
+    _check_format(fmt)
+    names = _split(models)
+    overrides = {k: v for k, v in dict(
+        batch=batch, resolution=resolution, dtype=dtype, amp=amp, channels_last=channels_last,
+        compile=compile_, fused=fused, threads=threads, interop_threads=interop_threads,
+        repeats=repeats, warmup=warmup).items() if v is not None}
+    if pin_cores:
+        try:
+            overrides["pin_cores"] = tuple(int(c) for c in pin_cores.split(","))
+        except ValueError:
+            raise LsbenchError(f"--pin-cores takes core numbers like 0 or 0,1, got {pin_cores!r}") from None
+    name = preset or ("cpu" if device == "cpu" else "lsnet")
+    base = get_preset(name)
+    if device != base.device:
+        if preset is not None:
+            raise LsbenchError(f"preset {preset!r} runs on {base.device}, not {device}")
+        overrides["device"] = device
+    settings = base.replace(**overrides).validate()
+    if quick:
+        settings = quick_settings(settings)
+    metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
+    counter_list = [c.strip() for c in counters.split(",") if c.strip()]
+    store = ResultsStore(out)
+    if settings.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise LsbenchError("device cuda requested but CUDA is not available on this machine")
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err_console,
+                        transient=False)
+    task = progress.add_task("profiling", total=len(names))
+    try:
+        with progress:
+            profile_sweep(
+                names, settings, store, metric_list, counter_list,
+                on_start=lambda n: progress.update(task, description=f"profiling {n}"),
+                on_done=lambda n, _: progress.advance(task),
+                on_skip=lambda n: (progress.advance(task),
+                                   progress.console.print(f"{n}: already measured with these settings, skipped")),
+            )
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: finished results are kept in {store.path}; rerun to resume")
+        raise typer.Exit(130) from None
+    summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))
+    title = (f"{settings.device}, preset {settings.preset}, batch {settings.batch}, {settings.dtype}, "
+             f"threads {settings.threads}; results in {store.path}")
+    _print_frame(summary, fmt, title=title)
+
+
+@app.command()
+@_user_errors
+def flops(model: str = typer.Argument(..., help="model name"),
+          resolution: Optional[int] = typer.Option(None, help="input side (default: native)"),
+          counters: str = typer.Option("fvcore,ptflops,torch"),
+          by_module: bool = typer.Option(False, "--by-module", help="per-module breakdown (fvcore)"),
+          depth: Optional[int] = typer.Option(2, help="module depth of the breakdown"),
+          unfused: bool = typer.Option(False, "--unfused", help="count the model as built, not fused"),
+          fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+    """FLOPs of one model from each counter, with its convention (and a per-module breakdown)."""
+    import zoo
+
+    from .counting import count_flops, flops_frame, module_breakdown
+    from .errors import LsbenchError
+
+    _check_format(fmt)
+    card = zoo.get_card(model)
+    res = resolution or card.input_size
+    if res < 32:
+        raise LsbenchError(f"resolution must be at least 32, got {res}")
+    built = zoo.create_model(model).eval()
+    counts = count_flops(built, (1, 3, res, res), [c.strip() for c in counters.split(",")], fused=not unfused)
+    form = "as built" if unfused else "reparameterized"
+    _print_frame(flops_frame(counts), fmt, title=f"{model} at {res}x{res}, batch 1, {form}")
+    if by_module:
+        _print_frame(module_breakdown(counts[0], depth=depth), fmt, title=f"{counts[0].counter} by module")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

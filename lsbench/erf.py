@@ -1,0 +1,458 @@
+"""Effective receptive field (ERF), measured as in RepLKNet (Ding et al. 2022, after Luo et al. 2016).
+
+Method, for one model and one layer:
+
+1. N images resized to S x S (default 50 images at 1024 x 1024), ImageNet mean/std normalisation.
+2. Forward to the layer (``"final"``: ``model.forward_features``, the last feature map before
+   pooling; an int ``i``: the output of stage ``i``, 0-based, see :func:`stage_outputs`).
+3. Score = sum over channels of ReLU(feature map at the centre pixel ``(h//2, w//2)``).
+4. Gradient of the score w.r.t. the input image, ReLU, summed over RGB; averaged over the images
+   (images whose gradient holds a NaN are skipped, as in RepLKNet).
+5. ``log10(x + 1)`` then division by the max: the normalised map in [0, 1].
+
+The high-contribution area ratio for a threshold t is (2i+1)^2 / (H W) for the smallest i >= 1
+whose centred (2i+1) x (2i+1) square holds more than t of the normalised map's total
+(RepLKNet's ``analyze_erf.py``; thresholds 0.2, 0.3, 0.5, 0.99).
+
+The model is measured with the weights it is given (random initialisation unless a checkpoint is
+loaded) and in eval mode (BatchNorm uses its running statistics, so the images of a batch are
+independent and batching does not change the map).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lsbench.errors import LsbenchError
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_THRESHOLDS", "SKIMAGE_IMAGES", "IMAGE_EXTENSIONS",
+    "load_images", "stage_outputs", "erf_maps", "erf_map", "normalize_map", "high_contribution_square",
+    "area_ratios", "weights_label", "erf_analysis", "layer_name",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
+
+#: Natural RGB photographs shipped inside scikit-image (no download needed), in the order used.
+#: (``cat`` is the same file as ``chelsea``; the other RGB files in skimage.data are synthetic or
+#: tiny and are left out.)
+SKIMAGE_IMAGES = (
+    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+    "retina", "motorcycle_left", "motorcycle_right",
+)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------------
+
+def _skimage_image(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _disp = skimage.data.stereo_motorcycle()
+        return left if name == "motorcycle_left" else right
+    return getattr(skimage.data, name)()
+
+
+def _to_tensor(img: np.ndarray) -> Tensor:
+    """HWC uint8 RGB -> CHW float in [0, 1]."""
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    img = img[..., :3]
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+
+
+def _random_view(img: Tensor, rng: np.random.Generator) -> Tensor:
+    """A deterministic random crop (30-100% of the area, aspect 3/4-4/3) and horizontal flip."""
+    _, h, w = img.shape
+    for _ in range(10):
+        area = h * w * rng.uniform(0.3, 1.0)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        ch, cw = int(round(math.sqrt(area / aspect))), int(round(math.sqrt(area * aspect)))
+        if 0 < ch <= h and 0 < cw <= w:
+            break
+    else:
+        ch, cw = h, w
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    img = img[:, top:top + ch, left:left + cw]
+    if rng.random() < 0.5:
+        img = img.flip(-1)
+    return img
+
+
+def _resize_normalize(img: Tensor, size: int) -> Tensor:
+    out = F.interpolate(img[None], size=(size, size), mode="bicubic", align_corners=False, antialias=True)[0]
+    out = out.clamp_(0.0, 1.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (out - mean) / std
+
+
+def _read_image(path: Path) -> Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return _to_tensor(np.array(im.convert("RGB")))
+
+
+def load_images(directory: str | Path | None = None, num_images: int | None = 50, size: int = 1024,
+                seed: int = 0) -> Tensor:
+    """Images for the ERF, as a ``(N, 3, size, size)`` float tensor, ImageNet-normalised.
+
+    ``directory=None``: the natural RGB photographs shipped with scikit-image
+    (:data:`SKIMAGE_IMAGES`, 9 of them). ``directory`` given: the image files in it (recursively;
+    extensions :data:`IMAGE_EXTENSIONS`); unreadable files are reported with a warning and skipped.
+    If there are more files than ``num_images``, a seeded random subset is used;
+    ``num_images=None`` takes them all.
+
+    If ``num_images`` exceeds the number of source images, the sources are cycled: the first pass
+    uses each image whole, later passes use deterministic random crops and flips (seeded by
+    ``seed``), so all N images differ. Every image is resized to ``size x size`` (bicubic, aspect
+    ratio not kept, as in RepLKNet). Memory: 12 MB per image at 1024.
+    """
+    if num_images is not None and num_images < 1:
+        raise LsbenchError(f"num_images must be at least 1, got {num_images}")
+    if size < 8:
+        raise LsbenchError(f"image size must be at least 8 pixels, got {size}")
+    rng = np.random.default_rng(seed)
+    sources: list[Tensor] = []
+    if directory is None:
+        names = SKIMAGE_IMAGES if num_images is None else SKIMAGE_IMAGES[:num_images]
+        sources = [_to_tensor(_skimage_image(n)) for n in names]
+    else:
+        root = Path(directory)
+        if not root.is_dir():
+            raise LsbenchError(f"image directory {root} does not exist or is not a directory")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise LsbenchError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found in {root}")
+        order = files if num_images is None or len(files) <= num_images else \
+            [files[i] for i in rng.permutation(len(files))]
+        chosen: list[tuple[Path, Tensor]] = []
+        for p in order:
+            if num_images is not None and len(chosen) == num_images:
+                break
+            try:
+                chosen.append((p, _read_image(p)))
+            except Exception as e:  # noqa: BLE001 - any decoding failure means "unreadable"
+                warnings.warn(f"skipping unreadable image {p}: {type(e).__name__}: {e}", stacklevel=2)
+        if not chosen:
+            raise LsbenchError(f"none of the {len(files)} image files in {root} could be read")
+        chosen.sort(key=lambda t: t[0])
+        sources = [t for _, t in chosen]
+    n = len(sources) if num_images is None else num_images
+    if n > len(sources):
+        warnings.warn(f"ERF: {n} images requested but only {len(sources)} available; cycling through them "
+                      f"with deterministic random crops and flips (seed {seed})", stacklevel=2)
+    out = torch.empty(n, 3, size, size)
+    for i in range(n):
+        img = sources[i % len(sources)]
+        if i >= len(sources):
+            img = _random_view(img, rng)
+        out[i] = _resize_normalize(img, size)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------------------------------
+
+def _hooked_stage_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
+    """Stage outputs via forward hooks on the modules named in timm's ``feature_info``."""
+    info = model.feature_info
+    names = info.module_name() if hasattr(info, "module_name") else [d["module"] for d in info]
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing or not names:
+        raise AttributeError(f"feature_info names unknown modules {missing}")
+    outs: dict[str, Tensor] = {}
+    handles = []
+    for n in names:
+        mod = modules[n]
+        handles.append(mod.register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o)))
+    try:
+        model.forward_features(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return [outs[n] for n in names]
+
+
+def stage_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
+    """The output of every stage of ``model`` for input ``x``, as a list of NCHW tensors.
+
+    Tries, in order: ``model.forward_stages(x)`` (zoo models), timm's
+    ``model.forward_intermediates(x, intermediates_only=True)``, forward hooks on the modules
+    listed in timm's ``model.feature_info``. Raises :class:`LsbenchError` if none works.
+    """
+    attempts: list[tuple[str, Callable[[], Sequence[Tensor]]]] = []
+    if hasattr(model, "forward_stages"):
+        attempts.append(("forward_stages", lambda: model.forward_stages(x)))
+    if hasattr(model, "forward_intermediates"):
+        attempts.append(("forward_intermediates", lambda: model.forward_intermediates(x, intermediates_only=True)))
+    if hasattr(model, "feature_info") and hasattr(model, "forward_features"):
+        attempts.append(("feature_info hooks", lambda: _hooked_stage_outputs(model, x)))
+    errors = []
+    for how, fn in attempts:
+        try:
+            outs = list(fn())
+        except (TypeError, AttributeError, NotImplementedError, KeyError, AssertionError) as e:
+            errors.append(f"{how}: {type(e).__name__}: {e}")
+            continue
+        if outs and all(isinstance(o, Tensor) and o.dim() == 4 for o in outs):
+            return outs
+        errors.append(f"{how}: did not return a list of 4-D feature maps")
+    detail = "; ".join(errors) if errors else "it has no forward_stages, forward_intermediates or feature_info"
+    raise LsbenchError(f"cannot get per-stage feature maps from {type(model).__name__} ({detail})")
+
+
+def layer_name(layer: str | int) -> str:
+    """Label of a layer in tables and plots: ``"final"`` or ``"stage<i>"`` (0-based)."""
+    return "final" if layer == "final" else f"stage{int(layer)}"
+
+
+def _check_layers(layers: Iterable[str | int]) -> list[str | int]:
+    out = []
+    for layer in layers:
+        if layer != "final" and not (isinstance(layer, int) and not isinstance(layer, bool)):
+            raise LsbenchError(f"ERF layer must be 'final' or a stage index, got {layer!r}")
+        out.append(layer)
+    if not out:
+        raise LsbenchError("no ERF layer requested")
+    return out
+
+
+def _centre_score(feat: Tensor) -> Tensor:
+    if feat.dim() != 4:
+        raise LsbenchError(f"ERF needs a 4-D (N, C, H, W) feature map, got shape {tuple(feat.shape)}")
+    h, w = feat.shape[-2:]
+    return F.relu(feat[:, :, h // 2, w // 2]).sum()
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    disable=not enabled, transient=True)
+
+
+def normalize_map(raw: np.ndarray) -> np.ndarray:
+    """RepLKNet's normalisation: ``log10(x + 1)`` divided by its max (an all-zero map stays zero)."""
+    m = np.log10(np.asarray(raw, dtype=np.float64) + 1.0)
+    peak = m.max()
+    return m / peak if peak > 0 else m
+
+
+def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("final",), *, batch_size: int = 1,
+             device: str | torch.device = "cpu", normalize: bool = True, progress: bool = True,
+             description: str = "ERF") -> dict[str | int, np.ndarray]:
+    """ERF maps of several layers of ``model``, one ``(H, W)`` array per layer (one pass over the images).
+
+    ``layers``: ``"final"`` (``forward_features``) and/or 0-based stage indices (:func:`stage_outputs`).
+    ``normalize=False`` returns the raw averaged gradient map instead of the normalised one.
+    The model runs in eval mode on ``device`` with its weights as given; its mode is restored.
+    """
+    layers = _check_layers(layers)
+    if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise LsbenchError(f"ERF images must be a non-empty (N, 3, H, W) tensor, got shape {tuple(images.shape)}")
+    if batch_size < 1:
+        raise LsbenchError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device(device)
+    n, _, h, w = images.shape
+    need_final = "final" in layers
+    stage_idx = [layer for layer in layers if layer != "final"]
+    sums = {layer: torch.zeros(h, w, dtype=torch.float64) for layer in layers}
+    counts = dict.fromkeys(layers, 0)
+    model = model.to(device)
+    with _eval_mode(model), torch.enable_grad(), _progress(progress) as bar:
+        task = bar.add_task(description, total=n)
+        for start in range(0, n, batch_size):
+            x = images[start:start + batch_size].to(device).detach().requires_grad_(True)
+            feats: dict[str | int, Tensor] = {}
+            if need_final:
+                feats["final"] = model.forward_features(x)
+            if stage_idx:
+                outs = stage_outputs(model, x)
+                for i in stage_idx:
+                    if not -len(outs) <= i < len(outs):
+                        raise LsbenchError(f"stage {i} requested but {type(model).__name__} has {len(outs)} stages "
+                                           f"(0..{len(outs) - 1})")
+                    feats[i] = outs[i]
+            for k, layer in enumerate(layers):
+                (grad,) = torch.autograd.grad(_centre_score(feats[layer]), x, retain_graph=k < len(layers) - 1,
+                                              allow_unused=True)
+                if grad is None:
+                    grad = torch.zeros_like(x)
+                per_image = F.relu(grad).sum(1).double().cpu()  # (B, H, W)
+                ok = ~torch.isnan(per_image).flatten(1).any(1)
+                sums[layer] += per_image[ok].sum(0)
+                counts[layer] += int(ok.sum())
+            del feats
+            bar.advance(task, x.shape[0])
+    out = {}
+    for layer in layers:
+        if counts[layer] == 0:
+            raise LsbenchError(f"ERF of layer {layer_name(layer)}: every image gave a NaN gradient")
+        if counts[layer] < n:
+            warnings.warn(f"ERF of layer {layer_name(layer)}: {n - counts[layer]} of {n} images gave NaN gradients "
+                          "and were skipped", stacklevel=2)
+        raw = (sums[layer] / counts[layer]).numpy()
+        out[layer] = normalize_map(raw) if normalize else raw
+    return out
+
+
+def erf_map(model: nn.Module, images: Tensor, layer: str | int = "final", progress: bool = True, *,
+            batch_size: int = 1, device: str | torch.device = "cpu", normalize: bool = True) -> np.ndarray:
+    """The ERF map ``(H, W)`` of one layer (``"final"`` or a 0-based stage index); see :func:`erf_maps`."""
+    return erf_maps(model, images, (layer,), batch_size=batch_size, device=device, normalize=normalize,
+                    progress=progress)[layer]
+
+
+# --------------------------------------------------------------------------------------------------
+# area ratio
+# --------------------------------------------------------------------------------------------------
+
+def high_contribution_square(erf: np.ndarray, threshold: float) -> tuple[int, float]:
+    """``(side, ratio)``: the smallest centred square of side 2i+1 (i >= 1) holding more than
+    ``threshold`` of the map's total, and side^2 / (H W) (capped at 1 once the square covers the map).
+
+    Same as RepLKNet's ``get_rectangle``, except that the search continues until the square covers
+    the whole map (RepLKNet stops at i = h//2 - 1 and returns None). NaN for an all-zero map.
+    """
+    data = np.asarray(erf, dtype=np.float64)
+    if data.ndim != 2:
+        raise LsbenchError(f"ERF map must be 2-D, got shape {data.shape}")
+    if not 0 < threshold < 1:
+        raise LsbenchError(f"area-ratio threshold must be in (0, 1), got {threshold}")
+    if (data < 0).any():
+        raise LsbenchError("ERF map must be non-negative")
+    h, w = data.shape
+    total = data.sum()
+    if not total > 0:
+        return 0, float("nan")
+    ch, cw = h // 2, w // 2
+    for i in range(1, max(h, w)):
+        area = data[max(ch - i, 0):ch + i + 1, max(cw - i, 0):cw + i + 1].sum()
+        if area / total > threshold:
+            side = 2 * i + 1
+            return side, min(side * side / (h * w), 1.0)
+    raise AssertionError("unreachable: the full map holds all of the total")
+
+
+def area_ratios(erf: np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[float, float]:
+    """High-contribution area ratio for each threshold, ``{t: side^2 / (H W)}``, of a normalised map."""
+    return {float(t): high_contribution_square(erf, t)[1] for t in thresholds}
+
+
+# --------------------------------------------------------------------------------------------------
+# analysis of several models
+# --------------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_label(checkpoint: str | Path | None) -> tuple[str, str | None]:
+    """``("random init", None)`` or ``("<path> (sha256 <first 12 hex>)", <full sha256>)``."""
+    if checkpoint is None:
+        return "random init", None
+    p = Path(checkpoint)
+    if not p.is_file():
+        raise LsbenchError(f"checkpoint {p} does not exist")
+    digest = _sha256(p)
+    return f"{p} (sha256 {digest[:12]})", digest
+
+
+def _create_model(name: str, checkpoint: str | Path | None) -> nn.Module:
+    try:
+        from zoo import create_model
+    except ImportError:
+        create_model = None
+    if create_model is not None:
+        if checkpoint is None:
+            return create_model(name)
+        return create_model(name, checkpoint=str(checkpoint))
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=False, checkpoint_path=str(checkpoint) if checkpoint else "")
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise LsbenchError(f"unknown model {name!r}") from None
+        raise
+
+
+def erf_analysis(models: Sequence[str], images: Tensor, weights: dict[str, str | Path | None] | None = None,
+                 stages: bool = True, seed: int = 0, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                 batch_size: int = 1, device: str | torch.device = "cpu", progress: bool = True):
+    """ERF of each model (final features and, with ``stages``, every stage output).
+
+    ``weights`` maps a model name to a checkpoint path, or None / absent for random init
+    (``torch.manual_seed(seed)`` is called before each model is created, so random-init results
+    are reproducible). Returns ``(maps, table)``: ``maps[model][layer]`` is the normalised map,
+    layer being ``"final"`` or ``"stage<i>"``; ``table`` is a tidy DataFrame with one row per
+    (model, layer, threshold) and columns model, layer, threshold, side, ratio, weights, sha256,
+    size, num_images.
+    """
+    import pandas as pd
+
+    weights = dict(weights or {})
+    unknown = set(weights) - set(models)
+    if unknown:
+        raise LsbenchError(f"weights given for models not analysed: {', '.join(sorted(unknown))}")
+    if images.dim() != 4:
+        raise LsbenchError(f"ERF images must be a (N, 3, H, W) tensor, got shape {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    size = h if h == w else f"{h}x{w}"
+    maps: dict[str, dict[str, np.ndarray]] = {}
+    rows = []
+    for name in models:
+        ckpt = weights.get(name)
+        label, digest = weights_label(ckpt)
+        torch.manual_seed(seed)
+        model = _create_model(name, ckpt)
+        layers: list[str | int] = ["final"]
+        if stages:
+            with torch.no_grad(), _eval_mode(model):
+                probe = stage_outputs(model.to(device), images[:1].to(device))
+            layers += list(range(len(probe)))
+        result = erf_maps(model, images, layers, batch_size=batch_size, device=device, progress=progress,
+                          description=f"ERF {name}")
+        maps[name] = {}
+        for layer in layers:
+            m = result[layer]
+            maps[name][layer_name(layer)] = m
+            for t in thresholds:
+                side, ratio = high_contribution_square(m, t)
+                rows.append(dict(model=name, layer=layer_name(layer), threshold=float(t), side=side, ratio=ratio,
+                                 weights=label, sha256=digest, size=size, num_images=n))
+        del model
+    return maps, pd.DataFrame(rows, columns=["model", "layer", "threshold", "side", "ratio", "weights", "sha256",
+                                              "size", "num_images"])

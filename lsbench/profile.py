@@ -1,0 +1,216 @@
+"""Profile a model: params, FLOPs and latency under one recorded :class:`ProfileSettings`.
+
+Each job is a function of (model name, settings) returning tidy :class:`Record` s; nothing here prints,
+saves or plots. :func:`profile_sweep` runs many models through the resumable results store.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+import zoo
+
+from .counting import COUNTERS, count_flops, count_params
+from .env import fingerprint, gpu_telemetry
+from .errors import LsbenchError
+from .results import Record, ResultsStore, run_sweep
+from .settings import ProfileSettings
+from .timing import cpu_threads, summarize, time_cpu, time_cuda
+
+__all__ = ["PreparedModel", "prepare", "count_records", "latency_records", "profile_model", "profile_sweep",
+           "METRICS"]
+
+METRICS = ("params", "flops", "latency")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class PreparedModel:
+    """A model in the exact form that is timed, with its input and a description of how it was made."""
+
+    name: str
+    model: Callable[[Tensor], Tensor]
+    example: Tensor
+    resolution: int
+    form: dict
+
+
+def _resolution(name: str, settings: ProfileSettings) -> int:
+    return settings.resolution or zoo.get_card(name).input_size
+
+
+def _check_device(settings: ProfileSettings) -> torch.device:
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise LsbenchError("device cuda requested but CUDA is not available on this machine")
+    return torch.device(settings.device)
+
+
+def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
+    torch.manual_seed(0)  # random weights are the papers' speed protocol; seeded for repeatability
+    model = zoo.create_model(name, checkpoint=checkpoint).eval()
+    return zoo.reparameterize(model, inplace=True) if fused else model
+
+
+def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None) -> PreparedModel:
+    """Build ``name`` and turn it into the form ``settings`` describe (fused, dtype, layout, compiled)."""
+    settings.validate()
+    device = _check_device(settings)
+    res = _resolution(name, settings)
+    model = _build(name, checkpoint, settings.fused).to(device)
+    x = torch.randn(settings.batch, 3, res, res, device=device)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    x = x.contiguous(memory_format=memory_format)
+    if settings.dtype != "fp32" and not settings.amp:
+        model, x = model.to(_DTYPES[settings.dtype]), x.to(_DTYPES[settings.dtype])
+    runner: Callable[[Tensor], Tensor] = model
+    if settings.jit_trace:
+        with torch.no_grad(), _autocast(settings):
+            runner = torch.jit.trace(model, x, check_trace=False)
+    elif settings.compile:
+        runner = torch.compile(model)
+    form = {"fused": settings.fused, "dtype": settings.dtype, "amp": settings.amp,
+            "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
+            "compile": settings.compile, "weights": checkpoint or "random init (seed 0)"}
+    return PreparedModel(name, runner, x, res, form)
+
+
+def _autocast(settings: ProfileSettings):
+    if not settings.amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=settings.device, dtype=_DTYPES[settings.dtype])
+
+
+@contextlib.contextmanager
+def _cuda_flags(settings: ProfileSettings):
+    old = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.tf32
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = old
+
+
+def _record(name, metric, value, unit, settings, fp, **kw) -> Record:
+    return Record(model=name, metric=metric, value=value, unit=unit, settings=settings, fingerprint=fp, **kw)
+
+
+def count_records(name: str, settings: ProfileSettings, fp: dict, counters: Sequence[str] = COUNTERS,
+                  checkpoint: str | None = None) -> list[Record]:
+    """Params (as built and BN-fused) and FLOPs of the fused model at batch 1 from every counter."""
+    res = _resolution(name, settings)
+    model = _build(name, checkpoint, fused=False)
+    fused = zoo.reparameterize(model)
+    records = [
+        _record(name, "params", count_params(model), "count", settings, fp, extra={"form": "as built"}),
+        _record(name, "params_fused", count_params(fused), "count", settings, fp,
+                extra={"form": "reparameterized", "method": zoo.registry.REPARAM_METHOD}),
+    ]
+    for count in count_flops(fused, (1, 3, res, res), counters):
+        records.append(_record(name, "macs", count.gmacs, "GMac", settings, fp, counter=count.counter,
+                               extra={"convention": count.convention, "resolution": res, "batch": 1,
+                                      "form": "reparameterized", "unsupported": count.unsupported,
+                                      "raw": count.raw, "raw_unit": count.unit}))
+    return records
+
+
+def _time(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
+    x = prepared.example
+
+    def step():
+        return prepared.model(x)
+
+    windows = dict(warmup=settings.warmup, repeats=settings.repeats, warmup_s=settings.warmup_s,
+                   measure_s=settings.measure_s)
+    if settings.device == "cuda":
+        with _cuda_flags(settings), torch.inference_mode(), _autocast(settings):
+            try:
+                samples = time_cuda(step, sync_each=settings.sync_each, **windows)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                raise LsbenchError(f"{prepared.name}: CUDA out of memory at batch {settings.batch}; "
+                                   f"lower --batch") from None
+        return samples, {}
+    with cpu_threads(settings.threads, settings.interop_threads, settings.pin_cores) as effective:
+        with torch.inference_mode(), _autocast(settings):
+            samples = time_cpu(step, **windows)
+    return samples, {"threads_effective": effective}
+
+
+def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: str | None = None) -> list[Record]:
+    """Per-batch latency (ms) and throughput (img/s) with full statistics, CPU or CUDA."""
+    prepared = prepare(name, settings, checkpoint)
+    telemetry_before = gpu_telemetry() if settings.device == "cuda" else None
+    samples, extra = _time(prepared, settings)
+    telemetry_after = gpu_telemetry() if settings.device == "cuda" else None
+    extra.update(form=prepared.form, resolution=prepared.resolution, batch=settings.batch,
+                 gpu_before=telemetry_before, gpu_after=telemetry_after)
+    latency = summarize(samples).scaled(1e3)
+    per_image = summarize([settings.batch / s for s in samples])
+    mean_s = sum(samples) / len(samples)
+    return [
+        _record(name, "latency", latency.median, "ms", settings, fp, stats=latency, extra=extra),
+        # the papers' throughput: batch / mean iteration time; stats are of per-iteration img/s
+        _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, stats=per_image,
+                extra=extra),
+    ]
+
+
+def profile_model(name: str, settings: ProfileSettings, metrics: Iterable[str] = METRICS,
+                  counters: Sequence[str] = COUNTERS, checkpoint: str | None = None) -> list[Record]:
+    """Every requested metric of one model under one settings value."""
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise LsbenchError(f"unknown metric {unknown[0]!r}; valid metrics: {', '.join(METRICS)}")
+    settings.validate()
+    zoo.get_card(name)  # fail fast on unknown names
+    _check_device(settings)
+    fp = fingerprint(settings.device, threads={"threads": settings.threads,
+                                               "interop_threads": settings.interop_threads})
+    records: list[Record] = []
+    if "params" in metrics or "flops" in metrics:
+        counted = count_records(name, settings, fp, counters if "flops" in metrics else (), checkpoint)
+        records += [r for r in counted if r.metric != "macs" or "flops" in metrics]
+    if "latency" in metrics:
+        records += latency_records(name, settings, fp, checkpoint)
+    return records
+
+
+def job_key(settings: ProfileSettings, metrics: Sequence[str], counters: Sequence[str]) -> str:
+    """Resume key of one profile job: the settings' key plus what is measured."""
+    blob = f"{settings.key()}|{','.join(sorted(metrics))}|{','.join(sorted(counters))}"
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: ResultsStore,
+                  metrics: Iterable[str] = METRICS, counters: Sequence[str] = COUNTERS,
+                  on_start: Callable[[str], None] | None = None,
+                  on_done: Callable[[str, list[Record]], None] | None = None,
+                  on_skip: Callable[[str], None] | None = None) -> list[Record]:
+    """Profile ``names`` in order, storing each model's records as soon as they exist; models already in
+    ``store`` with identical settings are skipped, so an interrupted sweep resumes where it stopped."""
+    metrics, counters = tuple(metrics), tuple(counters)
+    for name in names:
+        zoo.get_card(name)
+    key = job_key(settings, metrics, counters)
+
+    def measure(name: str) -> list[Record]:
+        if on_start:
+            on_start(name)
+        records = profile_model(name, settings, metrics, counters)
+        for r in records:
+            r.settings_key = key
+        if on_done:
+            on_done(name, records)
+        return records
+
+    return run_sweep(names, measure, store, key=lambda n: (n, key),
+                     on_skip=(lambda n: on_skip(n)) if on_skip else None)

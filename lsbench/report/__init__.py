@@ -1,0 +1,1 @@
+"""Figures made from results (maps and tables); no model code runs here."""
