@@ -210,6 +210,86 @@ def flops(model: str = typer.Argument(..., help="model name"),
         _print_frame(module_breakdown(counts[0], depth=depth), fmt, title=f"{counts[0].counter} by module")
 
 
+@app.command()
+@_user_errors
+def erf(models: list[str] = typer.Argument(..., help="one or more model names"),
+        images: Optional[Path] = typer.Option(None, "--images", help="image folder (default: scikit-image's photos)"),
+        num_images: int = typer.Option(50, "--num-images", help="images to average over"),
+        size: int = typer.Option(1024, "--size", help="input side in pixels"),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="weights (default: random init)"),
+        stages: bool = typer.Option(True, "--stages/--no-stages", help="also analyse every stage output"),
+        device: str = typer.Option("cpu", help="cpu | cuda"),
+        seed: int = typer.Option(0, help="seed of model init and image sampling"),
+        out: Path = typer.Option(Path("reports/erf"), "--out", help="output directory"),
+        fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+    """Effective receptive field (RepLKNet method): heat maps, comparison figure, area-ratio table."""
+    from .erf import erf_analysis, load_images
+    from .errors import LsbenchError
+    from .report.erf_plots import plot_erf, plot_erf_comparison
+    from .report.summary import render
+
+    _check_format(fmt)
+    if size < 32 or num_images < 1:
+        raise LsbenchError(f"--size must be >= 32 and --num-images >= 1, got {size} and {num_images}")
+    if len(models) == 1 and "," in models[0]:
+        models = models[0].split(",")
+    names = _split(",".join(models))
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise LsbenchError("device cuda requested but CUDA is not available on this machine")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LsbenchError(f"cannot write to {out}: {exc.strerror}") from None
+    batch = load_images(images, num_images=num_images, size=size, seed=seed)
+    weights = {n: checkpoint for n in names}
+    maps, table = erf_analysis(names, batch, weights=weights, stages=stages, seed=seed, device=device)
+    for name in names:
+        final = table[(table["model"] == name) & (table["layer"] == "final")].iloc[0]
+        plot_erf(maps[name]["final"], f"{name} ERF", out / f"erf_{name}", weights=final["weights"],
+                 num_images=len(batch), size=size)
+    if len(names) > 1:
+        plot_erf_comparison(maps, table, out / ("erf_compare_" + "_".join(names)))
+    stem = out / ("erf_ratios_" + "_".join(names))
+    (stem.with_suffix(".csv")).write_text(render(table, "csv"))
+    (stem.with_suffix(".md")).write_text(render(table, "md") + "\n")
+    _print_frame(table, fmt, title=f"ERF area ratios ({len(batch)} images at {size}px); figures in {out}")
+
+
+@app.command("eval")
+@_user_errors
+def eval_cmd(model: str = typer.Argument(..., help="model name"),
+             data: Path = typer.Option(..., "--data", help="ImageFolder root (class sub-folders)"),
+             checkpoint: Optional[Path] = typer.Option(None, "--checkpoint"),
+             batch_size: int = typer.Option(64, "--batch-size"),
+             workers: int = typer.Option(2, help="DataLoader workers"),
+             resize: int = typer.Option(256), crop: int = typer.Option(224),
+             interpolation: str = typer.Option("bicubic"),
+             device: str = typer.Option("cpu", help="cpu | cuda"),
+             num_classes: Optional[int] = typer.Option(None, "--num-classes", help="classifier size")) -> None:
+    """Top-1/top-5 on an ImageFolder with the official preprocessing (torchrun-ready)."""
+    import zoo
+
+    from .errors import LsbenchError
+    from .evaluate import evaluate
+
+    if batch_size < 1:
+        raise LsbenchError(f"--batch-size must be at least 1, got {batch_size}")
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise LsbenchError("device cuda requested but CUDA is not available on this machine")
+    net = zoo.create_model(model, checkpoint=checkpoint, num_classes=num_classes)
+    result = evaluate(net, data, batch_size=batch_size, workers=workers, resize=resize, crop=crop,
+                      interpolation=interpolation, device=device)
+    if result is None:  # a non-zero torchrun rank: rank 0 reports
+        return
+    weights = str(checkpoint) if checkpoint else "random init"
+    typer.echo(f"{model} ({weights}): top-1 {result['top1'] * 100:.2f}%  top-5 {result['top5'] * 100:.2f}%  "
+               f"on {result['n']} images ({len(result['skipped'])} unreadable skipped)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
