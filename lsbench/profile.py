@@ -90,7 +90,8 @@ def _autocast(settings: ProfileSettings):
 def _cuda_flags(settings: ProfileSettings):
     old = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cudnn.benchmark = settings.cudnn_benchmark
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.tf32
+    if settings.tf32 is not None:  # None keeps PyTorch's defaults, as the papers' scripts ran
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.tf32
     try:
         yield
     finally:

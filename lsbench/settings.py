@@ -1,0 +1,215 @@
+"""How a measurement is taken: one frozen value that is recorded with every result.
+
+Every knob that changes a latency or throughput number lives here, so that two numbers are
+only compared when their settings match, and so that a resumed sweep can recognise work it
+already did by the settings' hash (`ProfileSettings.key()`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from lsbench.errors import LsbenchError
+
+DEVICES = ("cpu", "cuda")
+DTYPES = ("fp32", "fp16", "bf16")
+MIN_RESOLUTION = 32
+
+# Fields that label a settings value without changing what is measured: left out of key().
+_LABEL_FIELDS = frozenset({"preset"})
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """The full recipe of one timing run; `validate()` before use, `key()` to deduplicate.
+
+    Count and time windows combine: the warm-up runs at least `warmup` iterations and, when
+    `warmup_s` is set, until `warmup_s` seconds have passed; the timed phase runs at least
+    `repeats` iterations and, when `measure_s` is set, until the timed iterations add up to
+    `measure_s` seconds (the RepViT/LSNet stopping rule).
+    """
+
+    device: str = "cpu"
+    batch: int = 1
+    resolution: int | None = None  # None: the model's native input size
+    dtype: str = "fp32"
+    amp: bool = False  # True: autocast to `dtype`; False: cast the model and input to `dtype`
+    channels_last: bool = False
+    compile: bool = False  # torch.compile
+    jit_trace: bool = False  # torch.jit.trace
+    cudnn_benchmark: bool = False
+    # TF32 on Ampere+: None leaves PyTorch's defaults (cuDNN convolutions in TF32, matmuls in
+    # full fp32), which is what the paper scripts ran with; True enables TF32 for both; False
+    # disables it for both (strict IEEE fp32).
+    tf32: bool | None = None
+    fused: bool = True  # reparameterize (fuse BN / branches) before timing
+    threads: int = 1  # CPU intra-op threads
+    interop_threads: int = 1
+    pin_cores: tuple[int, ...] | None = None
+    warmup: int = 20
+    warmup_s: float | None = None
+    repeats: int = 100
+    measure_s: float | None = None
+    sync_each: bool = True  # CUDA: synchronize after every iteration (the papers' protocol)
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise types so that equal settings always serialise (and hash) identically:
+        # a list of cores from JSON or 5 vs 5.0 seconds must not produce a different key.
+        if self.pin_cores is not None:
+            object.__setattr__(self, "pin_cores", tuple(sorted({int(c) for c in self.pin_cores})))
+        for name in ("warmup_s", "measure_s"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+
+    def validate(self) -> "ProfileSettings":
+        """Raise LsbenchError for a setting a run cannot honour; returns self for chaining."""
+        if self.device not in DEVICES:
+            raise LsbenchError(f"unknown device {self.device!r}; expected one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise LsbenchError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
+        if self.batch < 1:
+            raise LsbenchError(f"batch must be at least 1, got {self.batch}")
+        if self.resolution is not None and self.resolution < MIN_RESOLUTION:
+            raise LsbenchError(f"resolution must be at least {MIN_RESOLUTION}, got {self.resolution}")
+        if self.threads < 1:
+            raise LsbenchError(f"threads must be at least 1, got {self.threads}")
+        if self.interop_threads < 1:
+            raise LsbenchError(f"interop_threads must be at least 1, got {self.interop_threads}")
+        if self.repeats < 1:
+            raise LsbenchError(f"repeats must be at least 1, got {self.repeats}")
+        if self.warmup < 0:
+            raise LsbenchError(f"warmup must not be negative, got {self.warmup}")
+        if self.warmup_s is not None and self.warmup_s < 0:
+            raise LsbenchError(f"warmup_s must not be negative, got {self.warmup_s}")
+        if self.measure_s is not None and self.measure_s <= 0:
+            raise LsbenchError(f"measure_s must be positive, got {self.measure_s}")
+        if self.pin_cores is not None and (not self.pin_cores or min(self.pin_cores) < 0):
+            raise LsbenchError(f"pin_cores must be a non-empty list of core ids >= 0, got {list(self.pin_cores)}")
+        if self.amp and self.dtype == "fp32":
+            raise LsbenchError("amp needs dtype fp16 or bf16 (autocast to fp32 does nothing)")
+        if self.tf32 not in (None, True, False):
+            raise LsbenchError(f"tf32 must be true, false or unset, got {self.tf32!r}")
+        if self.compile and self.jit_trace:
+            raise LsbenchError("choose one of compile and jit_trace, not both")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (pin_cores as a list)."""
+        data = dataclasses.asdict(self)
+        if data["pin_cores"] is not None:
+            data["pin_cores"] = list(data["pin_cores"])
+        return data
+
+    def key(self) -> str:
+        """Stable 12-hex-digit hash of what is measured, used to skip finished work on resume.
+
+        sha1 of the sorted JSON of all fields except the preset label: the same recipe reached
+        through a preset or through explicit options is the same measurement.
+        """
+        data = {k: v for k, v in self.as_dict().items() if k not in _LABEL_FIELDS}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ProfileSettings":
+        """Rebuild settings from `as_dict()` output (e.g. read back from a results file)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise LsbenchError(f"unknown settings field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "ProfileSettings":
+        """A copy with some fields changed; unknown field names raise LsbenchError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise LsbenchError(
+                f"unknown settings field(s): {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+
+# Where the preset facts come from (kept here so the numbers can be re-checked):
+# - lsnet: LSNet reports GPU throughput with RepViT's speed_gpu.py (THU-MIG/RepViT): timm model
+#   with BatchNorm fused (utils.replace_batchnorm), fp32, NCHW, no autocast, no torch.compile,
+#   cudnn.benchmark and TF32 untouched (PyTorch defaults: cuDNN TF32 on, matmul TF32 off),
+#   batch 2048 at 224; 5 s warm-up (T0), then iterations with torch.cuda.synchronize() after
+#   each until the iteration times add up to >= 10 s (T1); img/s = batch / mean iteration
+#   time. The script times with time.time(); we use CUDA events. warmup=0 reproduces its
+#   purely time-based warm-up; repeats=10 is only a floor for the statistics.
+# - efficientvit: EfficientViT (MIT Han lab) measures fused models under torch.jit.trace with
+#   fp16 autocast, batch 2048, 10 s warm-up and 60 s measured.
+# - timm: timm's benchmark.py defaults: batch 256, 10 warm-up + 40 timed steps, synchronizing
+#   after each step; it sets torch.backends.cudnn.benchmark = True globally. TF32 is on here:
+#   the benchmark.py versions read do not set it themselves, so convolutions ran in TF32 by
+#   PyTorch's default; tf32=True also enables it for matmuls. timm does not reparameterize.
+PRESETS: dict[str, ProfileSettings] = {
+    "cpu": ProfileSettings(
+        device="cpu", batch=1, dtype="fp32", threads=1, interop_threads=1,
+        warmup=20, repeats=100, fused=True, preset="cpu",
+    ),
+    "lsnet": ProfileSettings(
+        device="cuda", batch=2048, dtype="fp32", amp=False, channels_last=False, compile=False,
+        cudnn_benchmark=False, fused=True, warmup=0, warmup_s=5.0, repeats=10, measure_s=10.0,
+        sync_each=True, preset="lsnet",
+    ),
+    "efficientvit": ProfileSettings(
+        device="cuda", batch=2048, dtype="fp16", amp=True, jit_trace=True, fused=True,
+        warmup=0, warmup_s=10.0, repeats=10, measure_s=60.0, sync_each=True, preset="efficientvit",
+    ),
+    "timm": ProfileSettings(
+        device="cuda", batch=256, dtype="fp32", cudnn_benchmark=True, tf32=True, fused=False,
+        warmup=10, repeats=40, sync_each=True, preset="timm",
+    ),
+}
+
+# Short windows for CI and smoke runs; see quick().
+QUICK_WARMUP = 3
+QUICK_REPEATS = 10
+QUICK_WARMUP_S = 0.5
+QUICK_MEASURE_S = 1.0
+QUICK_BATCH_CAP = {"cpu": 8, "cuda": 64}
+
+
+def quick(settings: ProfileSettings) -> ProfileSettings:
+    """The same recipe with short windows and a capped batch, for smoke tests of any preset.
+
+    Counts drop to at most 3 warm-up / 10 timed iterations; on CUDA the time windows become at
+    most 0.5 s warm-up / 1 s measured (set even when the preset is count-based, so a smoke run
+    still warms clocks up); the batch is capped (8 on CPU, 64 on CUDA). Everything else, dtype and
+    layout included, is kept so the smoke run exercises the same code path. Idempotent.
+    """
+    warmup_s, measure_s = settings.warmup_s, settings.measure_s
+    if settings.device == "cuda":
+        warmup_s = QUICK_WARMUP_S if warmup_s is None else min(warmup_s, QUICK_WARMUP_S)
+        measure_s = QUICK_MEASURE_S if measure_s is None else min(measure_s, QUICK_MEASURE_S)
+    else:
+        warmup_s = None if warmup_s is None else min(warmup_s, QUICK_WARMUP_S)
+        measure_s = None if measure_s is None else min(measure_s, QUICK_MEASURE_S)
+    label = settings.preset or "custom"
+    if not label.endswith("quick"):
+        label = f"{label}+quick"
+    return settings.replace(
+        warmup=min(settings.warmup, QUICK_WARMUP),
+        repeats=min(settings.repeats, QUICK_REPEATS),
+        warmup_s=warmup_s,
+        measure_s=measure_s,
+        batch=min(settings.batch, QUICK_BATCH_CAP.get(settings.device, settings.batch)),
+        preset=label,
+    ).validate()
+
+
+PRESETS["quick"] = quick(PRESETS["cpu"]).replace(preset="quick")
+
+
+def get_preset(name: str, **overrides: Any) -> ProfileSettings:
+    """The named preset with `overrides` applied, validated; unknown names raise LsbenchError."""
+    if name not in PRESETS:
+        raise LsbenchError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].replace(**overrides).validate()

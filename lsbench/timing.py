@@ -1,0 +1,293 @@
+"""Timers and the statistics reported for them.
+
+Timers return raw per-iteration seconds so that every statistic (median, IQR, bootstrap CI)
+is computed the same way regardless of device; the CPU and CUDA timers share one definition
+of the warm-up and measurement windows (see lsbench.settings.ProfileSettings).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from lsbench.errors import LsbenchError
+
+# Bootstrap resamples are processed in chunks of at most this many values, so a long
+# time-based window (hundreds of thousands of samples) does not allocate n_boot * n at once.
+_BOOT_CHUNK_VALUES = 4_000_000
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Summary of one timing run, in the unit of the samples (seconds from the timers)."""
+
+    n: int
+    median: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    q1: float
+    q3: float
+    iqr: float
+    p90: float
+    ci_low: float
+    ci_high: float
+    cv: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    def scaled(self, factor: float) -> "TimingStats":
+        """The same statistics in another unit (e.g. factor 1e3 for seconds -> ms).
+
+        Only a positive linear change of unit is exact; for img/s = batch / time compute from
+        the samples instead (the mean of a reciprocal is not the reciprocal of the mean).
+        """
+        if factor <= 0:
+            raise ValueError(f"scale factor must be positive, got {factor}")
+        values = self.as_dict()
+        for name, value in values.items():
+            if name not in ("n", "cv"):
+                values[name] = value * factor
+        return TimingStats(**values)
+
+
+def summarize(
+    samples: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> TimingStats:
+    """Robust summary of timing samples with a seeded bootstrap CI of the median.
+
+    Quartiles and p90 use numpy's default ("linear") percentile interpolation; std is the
+    sample standard deviation (ddof=1, 0 for a single sample); the CI is the percentile
+    bootstrap of the median over `n_boot` resamples, deterministic for a given `seed`.
+    """
+    data = np.asarray(samples, dtype=np.float64).ravel()
+    if data.size == 0:
+        raise LsbenchError("cannot summarize an empty list of timing samples")
+    if not np.all(np.isfinite(data)):
+        raise LsbenchError("timing samples contain NaN or infinite values")
+    if not 0.0 < confidence < 1.0:
+        raise LsbenchError(f"confidence must be between 0 and 1, got {confidence}")
+    if n_boot < 1:
+        raise LsbenchError(f"n_boot must be at least 1, got {n_boot}")
+
+    n = int(data.size)
+    mean = float(data.mean())
+    std = float(data.std(ddof=1)) if n > 1 else 0.0
+    q1, median, q3, p90 = (float(v) for v in np.percentile(data, [25, 50, 75, 90]))
+    ci_low, ci_high = _bootstrap_median_ci(data, confidence, n_boot, seed)
+    if std == 0.0:
+        cv = 0.0
+    elif mean != 0.0:
+        cv = std / abs(mean)
+    else:
+        cv = math.inf
+    return TimingStats(
+        n=n, median=median, mean=mean, std=std, min=float(data.min()), max=float(data.max()),
+        q1=q1, q3=q3, iqr=q3 - q1, p90=p90, ci_low=ci_low, ci_high=ci_high, cv=cv,
+    )
+
+
+def _bootstrap_median_ci(data: np.ndarray, confidence: float, n_boot: int, seed: int) -> tuple[float, float]:
+    n = data.size
+    if n == 1:
+        return float(data[0]), float(data[0])
+    rng = np.random.default_rng(seed)
+    medians = np.empty(n_boot, dtype=np.float64)
+    rows = max(1, _BOOT_CHUNK_VALUES // n)
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        medians[start:stop] = np.median(data[idx], axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(medians, [100.0 * alpha, 100.0 * (1.0 - alpha)])
+    return float(low), float(high)
+
+
+def _thread_ids() -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]  # 0 = the calling thread
+
+
+@contextmanager
+def cpu_threads(
+    threads: int, interop_threads: int | None = None, pin_cores: Sequence[int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Run a block with a fixed CPU thread count (and optionally pinned cores), then restore.
+
+    Yields the effective settings {threads, interop_threads, affinity} for the record: the
+    inter-op pool size can only be set once per process, before any inter-op work, so a
+    refused request is not an error; the value actually in force is reported instead.
+    Pinning applies to every existing thread of the process (Linux affinity is per thread,
+    and an already started OpenMP pool would otherwise stay unpinned); threads created inside
+    the block inherit the mask. The previous masks are restored on exit.
+    """
+    if threads < 1:
+        raise LsbenchError(f"threads must be at least 1, got {threads}")
+    if interop_threads is not None and interop_threads < 1:
+        raise LsbenchError(f"interop_threads must be at least 1, got {interop_threads}")
+
+    old_masks: dict[int, set[int]] = {}
+    if pin_cores is not None:
+        if not hasattr(os, "sched_setaffinity"):
+            raise LsbenchError("pinning to CPU cores is not supported on this platform")
+        cores = sorted({int(c) for c in pin_cores})
+        allowed = os.sched_getaffinity(0)
+        if not cores or not set(cores) <= allowed:
+            raise LsbenchError(
+                f"cannot pin to cores {cores}: this process may use cores {sorted(allowed)}"
+            )
+        for tid in _thread_ids():
+            try:
+                old_masks[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cores)
+            except OSError:
+                continue  # the thread ended meanwhile: nothing to pin or restore
+
+    old_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        if interop_threads is not None and interop_threads != torch.get_num_interop_threads():
+            try:
+                torch.set_num_interop_threads(interop_threads)
+            except RuntimeError:
+                pass  # already fixed for this process; the effective value is recorded below
+        affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        yield {
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "affinity": affinity,
+        }
+    finally:
+        torch.set_num_threads(old_threads)
+        for tid, mask in old_masks.items():
+            try:
+                os.sched_setaffinity(tid, mask)
+            except OSError:
+                continue  # the thread ended inside the block
+
+
+def _check_windows(warmup: int, repeats: int, warmup_s: float | None, measure_s: float | None) -> None:
+    if repeats < 1:
+        raise LsbenchError(f"repeats must be at least 1, got {repeats}")
+    if warmup < 0:
+        raise LsbenchError(f"warmup must not be negative, got {warmup}")
+    if warmup_s is not None and warmup_s < 0:
+        raise LsbenchError(f"warmup_s must not be negative, got {warmup_s}")
+    if measure_s is not None and measure_s <= 0:
+        raise LsbenchError(f"measure_s must be positive, got {measure_s}")
+
+
+def _warm_up(step: Callable[[], None], warmup: int, warmup_s: float | None) -> None:
+    """At least `warmup` calls and, when set, until `warmup_s` wall-clock seconds have passed."""
+    start = time.perf_counter()
+    done = 0
+    while done < warmup or (warmup_s is not None and time.perf_counter() - start < warmup_s):
+        step()
+        done += 1
+
+
+def _window_open(samples: list[float], total: float, repeats: int, measure_s: float | None) -> bool:
+    return len(samples) < repeats or (measure_s is not None and total < measure_s)
+
+
+def time_cpu(
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    repeats: int,
+    warmup_s: float | None = None,
+    measure_s: float | None = None,
+) -> list[float]:
+    """Seconds per call of `fn`, timed one call at a time with perf_counter_ns.
+
+    Runs at least `repeats` timed calls and, when `measure_s` is set, until the timed calls add
+    up to `measure_s` seconds. The garbage collector is run before and disabled during the timed
+    loop so that a collection pause does not land inside one sample.
+    """
+    _check_windows(warmup, repeats, warmup_s, measure_s)
+    _warm_up(fn, warmup, warmup_s)
+    samples: list[float] = []
+    total = 0.0
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        clock = time.perf_counter_ns
+        while _window_open(samples, total, repeats, measure_s):
+            start = clock()
+            fn()
+            elapsed = (clock() - start) * 1e-9
+            samples.append(elapsed)
+            total += elapsed
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+def time_cuda(
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    repeats: int,
+    warmup_s: float | None = None,
+    measure_s: float | None = None,
+    sync_each: bool = True,
+) -> list[float]:
+    """Seconds per call of `fn` on the current CUDA stream, measured with CUDA events.
+
+    With `sync_each` (the LSNet/RepViT/timm protocol) the device is synchronized after every
+    iteration, so each sample is one complete forward pass and no work queues up across
+    iterations. Without it, iterations are queued back to back in blocks of `repeats` and
+    synchronized at the end of each block (throughput with launch overlap).
+    """
+    if not torch.cuda.is_available():
+        raise LsbenchError("CUDA is not available")
+    _check_windows(warmup, repeats, warmup_s, measure_s)
+
+    def warm_step() -> None:
+        fn()
+        if sync_each:
+            torch.cuda.synchronize()
+
+    _warm_up(warm_step, warmup, warmup_s)
+    torch.cuda.synchronize()
+    samples: list[float] = []
+    total = 0.0
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while _window_open(samples, total, repeats, measure_s):
+            block = 1 if sync_each else repeats
+            events = []
+            for _ in range(block):
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                if sync_each:
+                    end.synchronize()
+                events.append((start, end))
+            torch.cuda.synchronize()
+            for start, end in events:
+                elapsed = start.elapsed_time(end) * 1e-3  # elapsed_time is in milliseconds
+                samples.append(elapsed)
+                total += elapsed
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
