@@ -126,7 +126,7 @@ def profile(
 ) -> None:
     """Measure params, FLOPs and latency; each finished model is stored at once, reruns resume."""
     from .errors import LsbenchError
-    from .profile import job_key, profile_sweep
+    from .profile import job_key, profile_sweep, validate_job
     from .report.summary import profile_summary
     from .results import ResultsStore
     from .settings import get_preset
@@ -154,6 +154,7 @@ def profile(
         settings = quick_settings(settings)
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
     counter_list = [c.strip() for c in counters.split(",") if c.strip()]
+    validate_job(metric_list, counter_list)
     store = ResultsStore(out)
     if settings.device == "cuda":
         import torch

@@ -27,7 +27,7 @@ def zoo_listing(family: str | None = None) -> pd.DataFrame:
         top1 = card.figure("top1")
         rows.append({
             "model": name, "family": card.family, "source": card.source, "input": card.input_size,
-            "params_M": as_built / 1e6, "params_fused_M": fused / 1e6,
+            "params": as_built, "params_fused": fused,
             "published_params_M": card.published("params"), "published_GMACs": card.published("macs"),
             "published_top1": top1.value if top1 else None, "cite": top1.cite if top1 else None,
         })

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 import zoo
 
-from .counting import COUNTERS, count_flops, count_params
+from .counting import COUNTERS, check_counters, count_flops, count_params
 from .env import fingerprint, gpu_telemetry
 from .errors import LsbenchError
 from .results import Record, ResultsStore, run_sweep
@@ -164,13 +164,22 @@ def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: 
     ]
 
 
+def validate_job(metrics: Iterable[str], counters: Sequence[str]) -> list[str]:
+    """Check metric and counter names before any work starts; returns the metrics as a list."""
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise LsbenchError(f"unknown metric {unknown[0]!r}; valid metrics: {', '.join(METRICS)}" if unknown
+                           else f"no metric given; valid metrics: {', '.join(METRICS)}")
+    if "flops" in metrics:
+        check_counters(counters)
+    return metrics
+
+
 def profile_model(name: str, settings: ProfileSettings, metrics: Iterable[str] = METRICS,
                   counters: Sequence[str] = COUNTERS, checkpoint: str | None = None) -> list[Record]:
     """Every requested metric of one model under one settings value."""
-    metrics = list(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise LsbenchError(f"unknown metric {unknown[0]!r}; valid metrics: {', '.join(METRICS)}")
+    metrics = validate_job(metrics, counters)
     settings.validate()
     zoo.get_card(name)  # fail fast on unknown names
     _check_device(settings)
@@ -198,7 +207,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                   on_skip: Callable[[str], None] | None = None) -> list[Record]:
     """Profile ``names`` in order, storing each model's records as soon as they exist; models already in
     ``store`` with identical settings are skipped, so an interrupted sweep resumes where it stopped."""
-    metrics, counters = tuple(metrics), tuple(counters)
+    metrics, counters = tuple(validate_job(metrics, counters)), tuple(counters)
     for name in names:
         zoo.get_card(name)
     key = job_key(settings, metrics, counters)

@@ -17,7 +17,7 @@ def _pick(frame: pd.DataFrame, metric: str, counter: str | None = None) -> pd.Da
 
 def profile_summary(frame: pd.DataFrame, models: Sequence[str] | None = None,
                     settings_key: str | None = None) -> pd.DataFrame:
-    """Params (M), GMACs per counter, latency (median, IQR, CV) and throughput per model.
+    """Params (exact counts), GMACs per counter, latency (median, IQR, CV) and throughput per model.
 
     The newest record of each (model, metric, counter) wins; ``settings_key`` restricts to one job.
     """
@@ -27,8 +27,8 @@ def profile_summary(frame: pd.DataFrame, models: Sequence[str] | None = None,
         frame = frame[frame["model"].isin(models)]
     order = list(models) if models is not None else list(dict.fromkeys(frame["model"]))
     out = pd.DataFrame(index=pd.Index(order, name="model"))
-    for metric, column in (("params", "params_M"), ("params_fused", "params_fused_M")):
-        out[column] = _pick(frame, metric)["value"] / 1e6
+    for metric in ("params", "params_fused"):
+        out[metric] = _pick(frame, metric)["value"].astype("Int64")
     for counter in sorted(frame.loc[frame["metric"] == "macs", "counter"].dropna().unique()):
         out[f"gmacs_{counter}"] = _pick(frame, "macs", counter)["value"]
     latency = _pick(frame, "latency")
