@@ -63,23 +63,36 @@ def _split(models: str) -> list[str]:
 def _print_frame(frame, fmt: str, title: str | None = None) -> None:
     from .report.summary import render
 
+    import pandas as pd
+
     if fmt != "table":
         typer.echo(render(frame, fmt))
         return
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # logs and pipes: don't squeeze columns to 80
     table = Table(title=title)
     for col in frame.columns:
-        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+        numeric = pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col])
+        table.add_column(str(col), justify="right" if numeric else "left")
     for _, row in frame.iterrows():
         table.add_row(*[_cell(v) for v in row])
     console.print(table)
 
 
 def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or value is pd_na() or (isinstance(value, float) and value != value):
         return "-"
+    if isinstance(value, int) and abs(value) >= 100_000:
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
 
 
 def _check_format(fmt: str) -> str:
