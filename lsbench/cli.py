@@ -156,7 +156,7 @@ def profile(
             overrides["pin_cores"] = tuple(int(c) for c in pin_cores.split(","))
         except ValueError:
             raise LsbenchError(f"--pin-cores takes core numbers like 0 or 0,1, got {pin_cores!r}") from None
-    name = preset or ("cpu" if device == "cpu" else "lsnet")
+    name = preset or ("lsnet" if device == "cuda" else "cpu")
     base = get_preset(name)
     if device != base.device:
         if preset is not None:
@@ -302,6 +302,118 @@ def eval_cmd(model: str = typer.Argument(..., help="model name"),
     weights = str(checkpoint) if checkpoint else "random init"
     typer.echo(f"{model} ({weights}): top-1 {result['top1'] * 100:.2f}%  top-5 {result['top5'] * 100:.2f}%  "
                f"on {result['n']} images ({len(result['skipped'])} unreadable skipped)")
+
+
+@app.command()
+@_user_errors
+def table(results: Path = typer.Option(Path("results"), "--results", help="results directory to read"),
+          models: Optional[str] = typer.Option(None, "--models", "-m", help="models (default: the registry)"),
+          deterministic: bool = typer.Option(False, "--deterministic",
+                                             help="params/FLOPs/reported columns only, computed here"),
+          gpu: Optional[str] = typer.Option(None, help="pick GPU results: preset, GPU name or settings key"),
+          cpu: Optional[str] = typer.Option(None, help="pick CPU results: preset, CPU model or settings key"),
+          mobile: Optional[str] = typer.Option(None, help="pick on-host runtime results: runtime name"),
+          out: Path = typer.Option(Path("reports/tables"), "--out", help="where md/csv/tex go"),
+          check: bool = typer.Option(False, "--check", help="exit 1 when a measured figure misses a published one"),
+          check_stale: bool = typer.Option(False, "--check-stale",
+                                           help="write nothing; exit 1 when the files in --out are stale"),
+          fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+    """The paper's comparison table (Markdown, CSV, LaTeX): measured beside published, mismatches flagged."""
+    from .report.tables import (check_table, deterministic_table, paper_table, reported_figure_table,
+                                stale_files, write_table)
+    from .results import ResultsStore
+
+    _check_format(fmt)
+    names = _split(models) if models else None
+    if deterministic:
+        made = deterministic_table(names)
+        outputs = {"deterministic": (made, "lsbench table --deterministic"),
+                   "published_figures": (reported_figure_table(names), "lsbench table --deterministic")}
+    else:
+        if not (results / "results.jsonl").is_file():
+            from .errors import LsbenchError
+            raise LsbenchError(f"no results in {results}: run `lsbench profile --out {results}` first")
+        made = paper_table(ResultsStore(results).frame(), names, gpu=gpu, cpu=cpu, mobile=mobile)
+        outputs = {"paper": (made, f"lsbench table --results {results}")}
+    if check_stale:
+        stale = [p for stem, (frame, cmd) in outputs.items() for p in stale_files(frame, out, stem, command=cmd)]
+        for path in stale:
+            err_console.print(f"stale: {path} (regenerate with `lsbench table --deterministic`)")
+        raise typer.Exit(1 if stale else 0)
+    written = [p for stem, (frame, cmd) in outputs.items() for p in write_table(frame, out, stem, command=cmd)]
+    _print_frame(made, fmt, title=f"written: {', '.join(str(p) for p in written)}")
+    if check:
+        problems = check_table(made)
+        for line in problems:
+            err_console.print(f"mismatch: {line}", markup=False)
+        if problems:
+            raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def pareto(results: Path = typer.Option(Path("results"), "--results", help="results directory to read"),
+           device: str = typer.Option("cpu", help="one device: cpu, cuda, a GPU/CPU name, or a runtime"),
+           metric: str = typer.Option("latency", help="latency | throughput"),
+           reported: bool = typer.Option(False, "--reported", help="published figures only (e.g. the paper's)"),
+           overlay: bool = typer.Option(False, "--overlay", help="add the published figures on the same device"),
+           models: Optional[str] = typer.Option(None, "--models", "-m"),
+           out: Path = typer.Option(Path("reports/figures"), "--out")) -> None:
+    """Accuracy against latency or throughput on one device under one protocol, frontier drawn."""
+    from .report.pareto import measured_points, plot_pareto, reported_pareto_frame
+    from .results import ResultsStore
+
+    names = _split(models) if models else None
+    if reported:
+        if metric == "latency" and device == "cpu":
+            metric = "throughput"
+        points = reported_pareto_frame(device, metric, models=names)
+        paths = plot_pareto(points, metric, device, None, out, source="reported", models=names)
+    else:
+        if not (results / "results.jsonl").is_file():
+            from .errors import LsbenchError
+            raise LsbenchError(f"no results in {results}: run `lsbench profile --out {results}` first")
+        frame = ResultsStore(results).frame()
+        points = measured_points(frame, metric, device, names)
+        extra = None
+        if overlay and points.attrs.get("device"):
+            try:
+                extra = reported_pareto_frame(points.attrs["device"], metric, models=names)
+            except ZooError:
+                extra = None
+        paths = plot_pareto(points, metric, device, None, out, source="measured", overlay=extra, models=names)
+    console.print("written: " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+@_user_errors
+def export(model: str = typer.Argument(..., help="model name"),
+           formats: str = typer.Option("onnx", "--format", help="onnx, pte, tflite, coreml (comma-separated)"),
+           resolution: Optional[int] = typer.Option(None, help="input side (default: native)"),
+           batch: int = typer.Option(1, help="static batch of the artifact"),
+           checkpoint: Optional[Path] = typer.Option(None, "--checkpoint"),
+           out: Path = typer.Option(Path("exports"), "--out", help="output directory"),
+           tol: float = typer.Option(1e-4, help="max error relative to the output scale")) -> None:
+    """Write deployable artifacts of the deploy (fused) form, each checked against eager PyTorch."""
+    import zoo
+
+    from .errors import LsbenchError
+    from .export import export_model
+
+    card = zoo.get_card(model)
+    res = resolution or card.input_size
+    if res < 32 or batch < 1:
+        raise LsbenchError(f"resolution must be >= 32 and batch >= 1, got {res} and {batch}")
+    net = zoo.reparameterize(zoo.create_model(model, checkpoint=checkpoint).eval(), inplace=True)
+    table = Table(title=f"{model} at {res}x{res}, batch {batch}, reparameterized")
+    for col in ("format", "path", "MB", "max rel err", "checked in", "passed"):
+        table.add_column(col)
+    for fmt in [f.strip() for f in formats.split(",") if f.strip()]:
+        result = export_model(net, model, fmt, out, input_size=(batch, 3, res, res), tol=tol)
+        rel = "-" if result.max_rel_err is None else f"{result.max_rel_err:.2e}"
+        table.add_row(fmt, str(result.path), f"{result.size_bytes / 1e6:.1f}", rel,
+                      result.check_runtime or (result.check_note or "-"), str(result.passed))
+    console.print(table)
 
 
 def main() -> None:

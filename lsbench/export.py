@@ -65,14 +65,14 @@ ONNX_EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_TOL = 1e-4
 _SCALE_FLOOR = 1e-12
 
-# Import name -> (pip extra that provides it, what it is needed for).
+# Import name -> (what it is needed for, how to get it). onnx/onnxruntime are core dependencies.
 _EXTRAS = {
-    "onnx": ("onnx", "ONNX export"),
-    "onnxruntime": ("onnx", "the ONNX runtime"),
-    "executorch": ("mobile", "ExecuTorch (.pte) export and runtime"),
-    "litert_torch": ("litert", "TFLite export"),
-    "ai_edge_litert": ("litert", "the LiteRT (TFLite) runtime"),
-    "coremltools": ("coreml", "Core ML export"),
+    "onnx": ("ONNX export", "reinstall lsbench (onnx is a core dependency)"),
+    "onnxruntime": ("the ONNX runtime", "reinstall lsbench (onnxruntime is a core dependency)"),
+    "executorch": ("ExecuTorch (.pte) export and runtime", "install lsbench[mobile]"),
+    "litert_torch": ("TFLite export", "install lsbench[litert]"),
+    "ai_edge_litert": ("the LiteRT (TFLite) runtime", "install lsbench[litert]"),
+    "coremltools": ("Core ML export", "install lsbench[coreml]"),
 }
 
 
@@ -83,10 +83,10 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        extra, purpose = _EXTRAS.get(module.split(".")[0], (None, module))
-        hint = f"install lsbench[{extra}]" if extra else f"install {module}"
-        raise LsbenchError(f"{purpose} needs the '{module.split('.')[0]}' package ({exc.__class__.__name__}: "
-                           f"{_one_line(exc)}); {hint}") from None
+        top = module.split(".")[0]
+        purpose, hint = _EXTRAS.get(top, (module, f"install {top}"))
+        raise LsbenchError(f"{purpose} needs the '{top}' package, which cannot be imported "
+                           f"({_one_line(exc)}): {hint}") from None
 
 
 @dataclass(frozen=True)

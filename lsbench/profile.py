@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from .counting import COUNTERS, check_counters, count_flops, count_params
 from .env import fingerprint, gpu_telemetry
 from .errors import LsbenchError
 from .results import Record, ResultsStore, run_sweep
-from .settings import ProfileSettings
+from .settings import RUNTIMES, ProfileSettings
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
 __all__ = ["PreparedModel", "prepare", "count_records", "latency_records", "profile_model", "profile_sweep",
@@ -47,7 +48,7 @@ def _resolution(name: str, settings: ProfileSettings) -> int:
 def _check_device(settings: ProfileSettings) -> torch.device:
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise LsbenchError("device cuda requested but CUDA is not available on this machine")
-    return torch.device(settings.device)
+    return torch.device("cpu" if settings.device in RUNTIMES else settings.device)
 
 
 def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
@@ -145,14 +146,38 @@ def _time(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[floa
     return samples, {"threads_effective": effective}
 
 
+def _time_runtime(name: str, settings: ProfileSettings, checkpoint: str | None) -> tuple[list[float], dict]:
+    """Export the deploy form to the runtime's format, check it against eager, time it in that runtime."""
+    from .export import export_model
+    from .mobile import time_artifact
+
+    if settings.dtype != "fp32" or settings.amp or settings.compile or settings.jit_trace:
+        raise LsbenchError(f"{settings.device} runs the exported fp32 model; drop --dtype/--amp/--compile")
+    size = (settings.batch, 3, _resolution(name, settings), _resolution(name, settings))
+    model = _build(name, checkpoint, fused=True)
+    with tempfile.TemporaryDirectory(prefix="lsbench-export-") as tmp:
+        exported = export_model(model, name, RUNTIMES[settings.device], tmp, input_size=size, check=True)
+        samples, info = time_artifact(exported.path, size, threads=settings.threads, warmup=settings.warmup,
+                                      repeats=settings.repeats, warmup_s=settings.warmup_s,
+                                      measure_s=settings.measure_s)
+    export = {k: v for k, v in exported.as_dict().items() if k != "path"}
+    form = {"fused": True, "dtype": "fp32", "exported": RUNTIMES[settings.device],
+            "weights": checkpoint or "random init (seed 0)"}
+    return samples, {"runtime": info, "export": export, "form": form, "resolution": size[-1]}
+
+
 def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: str | None = None) -> list[Record]:
-    """Per-batch latency (ms) and throughput (img/s) with full statistics, CPU or CUDA."""
-    prepared = prepare(name, settings, checkpoint)
-    telemetry_before = gpu_telemetry() if settings.device == "cuda" else None
-    samples, extra = _time(prepared, settings)
-    telemetry_after = gpu_telemetry() if settings.device == "cuda" else None
-    extra.update(form=prepared.form, resolution=prepared.resolution, batch=settings.batch,
-                 gpu_before=telemetry_before, gpu_after=telemetry_after)
+    """Per-batch latency (ms) and throughput (img/s) with full statistics: CPU, CUDA or an on-host runtime."""
+    if settings.device in RUNTIMES:
+        samples, extra = _time_runtime(name, settings, checkpoint)
+        extra["batch"] = settings.batch
+    else:
+        prepared = prepare(name, settings, checkpoint)
+        telemetry_before = gpu_telemetry() if settings.device == "cuda" else None
+        samples, extra = _time(prepared, settings)
+        telemetry_after = gpu_telemetry() if settings.device == "cuda" else None
+        extra.update(form=prepared.form, resolution=prepared.resolution, batch=settings.batch,
+                     gpu_before=telemetry_before, gpu_after=telemetry_after)
     latency = summarize(samples).scaled(1e3)
     per_image = summarize([settings.batch / s for s in samples])
     mean_s = sum(samples) / len(samples)
@@ -183,7 +208,7 @@ def profile_model(name: str, settings: ProfileSettings, metrics: Iterable[str] =
     settings.validate()
     zoo.get_card(name)  # fail fast on unknown names
     _check_device(settings)
-    fp = fingerprint(settings.device, threads={"threads": settings.threads,
+    fp = fingerprint("cpu" if settings.device in RUNTIMES else settings.device, threads={"threads": settings.threads,
                                                "interop_threads": settings.interop_threads})
     records: list[Record] = []
     if "params" in metrics or "flops" in metrics:

@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 from lsbench.errors import LsbenchError
 
-DEVICES = ("cpu", "cuda")
+# On-host mobile runtimes run on the CPU: the model is exported, checked against eager, then timed there.
+RUNTIMES = {"onnxruntime": "onnx", "executorch": "pte", "litert": "tflite"}
+DEVICES = ("cpu", "cuda", *RUNTIMES)
 DTYPES = ("fp32", "fp16", "bf16")
 MIN_RESOLUTION = 32
 
@@ -174,7 +176,7 @@ QUICK_WARMUP = 3
 QUICK_REPEATS = 10
 QUICK_WARMUP_S = 0.5
 QUICK_MEASURE_S = 1.0
-QUICK_BATCH_CAP = {"cpu": 8, "cuda": 64}
+QUICK_BATCH_CAP = {"cpu": 8, "cuda": 64, **{runtime: 8 for runtime in RUNTIMES}}
 
 
 def quick(settings: ProfileSettings) -> ProfileSettings:

@@ -1,5 +1,6 @@
 """lsbench's model zoo: LSNet written here (checkpoint-compatible with the official code) and the timm
-baselines it is compared with, each with its published figures as cited data.
+baselines it is compared with, each with its published figures as cited data. The SKA operator lives in
+``zoo.ska`` (``zoo.ska.ska`` is its single dispatch point).
 
 ``import zoo`` registers ``lsnet_{t,s,b}[_distill]`` with timm, so ``timm.create_model("lsnet_t")`` works.
 """
@@ -7,7 +8,7 @@ from .checkpoint import load_checkpoint, read_state_dict
 from .errors import ZooError
 from .lsnet import LKP, LSConv, LSNet, LSNET_CONFIGS
 from .registry import Figure, ModelCard, create_model, get_card, list_models, reparameterize
-from .ska import SKA, ska
+from .ska import SKA
 
-__all__ = ["LSNet", "LKP", "LSConv", "SKA", "ska", "LSNET_CONFIGS", "create_model", "list_models", "get_card",
+__all__ = ["LSNet", "LKP", "LSConv", "SKA", "LSNET_CONFIGS", "create_model", "list_models", "get_card",
            "reparameterize", "load_checkpoint", "read_state_dict", "ModelCard", "Figure", "ZooError"]

@@ -41,7 +41,7 @@ def profile_summary(frame: pd.DataFrame, models: Sequence[str] | None = None,
         out["device"] = latency.get("settings_device")
         out["batch"] = latency.get("settings_batch")
         out["threads"] = latency.get("settings_threads")
-    return out.reset_index()
+    return out.dropna(axis=1, how="all").reset_index()
 
 
 def render(summary: pd.DataFrame, fmt: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -82,13 +81,19 @@ def _decimals(published: Any) -> int:
 
 
 def _flag(measured: Any, published: Any) -> str | None:
-    """"✓", "✗ 5.49 vs 5.1" (measured shown one digit finer than published), or None if either is missing."""
+    """"✓", "✗ 5.49 vs 5.1" (measured shown one digit finer than published, or finer still where needed:
+    "✗ 1.248 vs 1.3"), or None if either is missing."""
     if _missing(measured) or _missing(published):
         return None
     if within_rounding(float(measured), published):
         return OK
+    # one digit finer than published, more where that rounding would land the shown value inside the interval
     digits = _decimals(published) + 1
-    return f"{MISMATCH} {float(measured):.{digits}f} vs {published}"
+    shown = f"{float(measured):.{digits}f}"
+    while within_rounding(shown, published) and digits < 12:
+        digits += 1
+        shown = f"{float(measured):.{digits}f}"
+    return f"{MISMATCH} {shown} vs {published}"
 
 
 def _missing(value: Any) -> bool:
@@ -151,10 +156,32 @@ def _params_columns(name: str, card: zoo.ModelCard, fused_count: Any) -> dict[st
             "params_ok": _flag(compared, pub), "params_note": note}
 
 
-def _macs_columns(card: zoo.ModelCard, gmacs: Any) -> dict[str, Any]:
-    pub, cite, _ = _published(card, "macs")
+def _head_dist_macs(name: str) -> int:
+    """MACs of the fused distillation head (one Linear: in x out), counted on the meta device."""
+    import torch
+
+    with torch.device("meta"):
+        model = zoo.reparameterize(zoo.create_model(name).eval(), inplace=True)
+        head = getattr(model, "head_dist", None)
+        return head.in_features * head.out_features if isinstance(head, torch.nn.Linear) else 0
+
+
+def _macs_columns(name: str, card: zoo.ModelCard, gmacs: Any) -> dict[str, Any]:
+    """The flag compares with the first (most precise) published figure; every other published MACs figure
+    that the measurement does not round to is reported in macs_note, never dropped. Where the paper counts
+    one head (the _distill twins), the second head's MACs are left out of the comparison and the note says so."""
+    pub, cite, note = _published(card, "macs")
     value = None if _missing(gmacs) else float(gmacs)
-    return {"gmacs_fvcore": value, "macs_pub_G": pub, "macs_cite": cite, "macs_ok": _flag(value, pub)}
+    compared, notes = value, []
+    if value is not None and note and "one head" in note:
+        head = _head_dist_macs(name)
+        compared = value - head / 1e9
+        notes.append(f"compared without head_dist ({head / 1e6:.3f} MMACs): published counts one head")
+    others = [f for f in card.figures if f.metric == "macs"][1:]
+    notes += [f"{f.cite} {f.value} G: {_flag(compared, f.value)}" for f in others
+              if compared is not None and not within_rounding(compared, f.value)]
+    return {"gmacs_fvcore": value, "macs_pub_G": pub, "macs_cite": cite, "macs_ok": _flag(compared, pub),
+            "macs_note": "; ".join(notes) or None}
 
 
 def _top1(card: zoo.ModelCard) -> dict[str, Any]:
@@ -210,12 +237,15 @@ def _hardware(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=frame.index, dtype=object)
 
 
+_EAGER = {"torch", "pytorch", "eager"}  # a runtime label that means plain PyTorch, not a mobile runtime
+
+
 def _runtime(frame: pd.DataFrame) -> pd.Series:
     """The on-host mobile runtime of a row (extra_runtime, or a settings_device other than cpu/cuda)."""
     runtime, device = _col(frame, "extra_runtime"), _col(frame, "settings_device")
     out = []
     for r, d in zip(runtime, device):
-        if not _missing(r):
+        if not _missing(r) and str(r).lower() not in _EAGER:
             out.append(str(r))
         elif isinstance(d, str) and d not in ("cpu", "cuda") and not d.startswith("cuda"):
             out.append(d)
@@ -365,8 +395,8 @@ def _mobile_figure(card: zoo.ModelCard) -> zoo.Figure | None:
 
 PAPER_COLUMNS = [
     "model", "family", "top1", "top1_cite",
-    "params_fused_M", "params_pub_M", "params_ok", "gmacs_fvcore", "macs_pub_G", "macs_ok",
-    "gpu_img_s", "gpu_device", "gpu_protocol", "gpu_pub_img_s", "gpu_pub_device", "gpu_pub_protocol",
+    "params_fused_M", "params_pub_M", "params_cite", "params_ok", "gmacs_fvcore", "macs_pub_G", "macs_cite",
+    "macs_ok", "macs_note", "gpu_img_s", "gpu_device", "gpu_protocol", "gpu_pub_img_s", "gpu_pub_device", "gpu_pub_protocol",
     "gpu_pub_cite",
     "cpu_ms", "cpu_threads", "cpu_batch", "cpu_model",
     "mobile_ms", "mobile_runtime", "mobile_threads", "mobile_pub_ms", "mobile_pub_device",
@@ -437,7 +467,7 @@ def paper_table(frame: pd.DataFrame | None, models: Sequence[str] | None = None,
         card = zoo.get_card(name)
         row: dict[str, Any] = {"model": name, "family": card.family, **_top1(card)}
         row.update(_params_columns(name, card, _value(params, name)))
-        row.update(_macs_columns(card, _value(macs, name)))
+        row.update(_macs_columns(name, card, _value(macs, name)))
         value = _value(gpu_rows, name)
         row.update(gpu_img_s=value, gpu_device=gpu_info.get("hardware") if value is not None else None,
                    gpu_protocol=gpu_label if value is not None else None)
@@ -498,7 +528,7 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str], ints: Iterable[st
 
 DETERMINISTIC_COLUMNS = ["model", "family", "input", "top1", "top1_cite", "params_M", "params_fused_M",
                          "params_pub_M", "params_cite", "params_ok", "gmacs_fvcore", "macs_pub_G", "macs_cite",
-                         "macs_ok", "params_note"]
+                         "macs_ok", "macs_note", "params_note"]
 
 
 def deterministic_table(models: Sequence[str] | None = None, counters: Sequence[str] = ("fvcore",)) -> pd.DataFrame:
@@ -530,7 +560,7 @@ def deterministic_table(models: Sequence[str] | None = None, counters: Sequence[
         row: dict[str, Any] = {"model": name, "family": card.family, "input": card.input_size, **_top1(card),
                                "params_M": as_built / 1e6}
         row.update(_params_columns(name, card, fused))
-        row.update(_macs_columns(card, counts.get("fvcore")))
+        row.update(_macs_columns(name, card, counts.get("fvcore")))
         if "fvcore" not in counts:
             row["macs_ok"] = None
         row.update({f"gmacs_{c}": counts[c] for c in counters if c != "fvcore"})
@@ -541,8 +571,7 @@ def deterministic_table(models: Sequence[str] | None = None, counters: Sequence[
         made_by=f"lsbench.report.tables.deterministic_table(counters={tuple(counters)!r})",
         provenance=["params: exact counts as built and reparameterized (timm.utils.reparameterize_model), "
                     "meta device; GMACs: fused model, batch 1, the card's input size, "
-                    + ", ".join(counters) + " (fvcore = the papers' FLOPs/MACs)",
-                    "flags: measured matches published when it rounds to the published figure at its precision"])
+                    + ", ".join(counters) + " (fvcore = the papers' FLOPs/MACs)"])
     return table
 
 
@@ -666,12 +695,12 @@ def render_table(table: pd.DataFrame, fmt: str, command: str | None = None) -> s
     header = _header_lines(table, command)
     if fmt == "md":
         align = ["right" if _numeric(table[c]) else "left" for c in table.columns]
-        body = shown.to_markdown(index=False, disable_numparse=True, colalign=align) if len(shown.columns) \
-            else ""
-        return "\n".join(f"<!-- {line} -->" for line in header) + "\n\n" + body + "\n"
+        shown = shown.map(lambda v: v.replace("|", "\\|"))
+        body = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
+        return "  \n".join(header) + "\n\n" + body + "\n"
     if fmt == "tex":
         spec = "".join("r" if _numeric(table[c]) else "l" for c in table.columns)
-        lines = [f"% {line}" for line in header]
+        lines = [f"% {line.replace(OK, 'checkmark').replace(MISMATCH, 'cross')}" for line in header]
         lines.append("% needs \\usepackage{booktabs} and \\usepackage{amssymb} (\\checkmark)")
         lines.append(f"\\begin{{tabular}}{{{spec}}}")
         lines.append("\\toprule")

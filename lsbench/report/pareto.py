@@ -1,0 +1,430 @@
+"""Accuracy-vs-speed Pareto figures: reported top-1 against measured (or published) latency / throughput.
+
+One figure is one device under one protocol: :func:`measured_points` refuses results that mix devices or
+settings, :func:`reported_pareto_frame` takes the published figures of one device and protocol. Top-1 is
+always the published (cited) accuracy from the registry. Measured points are filled markers, reported ones
+hollow with a legend entry, so the two are never confused; the frontier is drawn over the figure's own
+source only. Plots use matplotlib's object API (no pyplot state) and are written as PNG and SVG.
+"""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import zoo
+from lsbench.errors import LsbenchError
+
+from .tables import _col, _hardware, _measured, _newest, _runtime, _where, settings_signature
+
+__all__ = ["pareto_frontier", "measured_points", "reported_pareto_frame", "plot_pareto", "POINT_COLUMNS",
+           "X_METRICS"]
+
+X_METRICS = {"latency": ("ms", "lower"), "throughput": ("img/s", "higher")}
+POINT_COLUMNS = ["model", "family", "top1", "top1_source", "x", "metric", "unit", "device", "protocol", "source",
+                 "cite"]
+_FIGURE_TOP1 = re.compile(r"plots top-1 (\d+(?:\.\d+)?)")
+
+
+# ----------------------------------------------------------------------------------------- frontier
+
+def pareto_frontier(points: pd.DataFrame, x: str, y: str, x_better: str = "lower") -> pd.DataFrame:
+    """The non-dominated rows of ``points`` (``y`` higher is better; ``x`` lower or higher is better),
+    sorted by ``x`` ascending. A row is dominated when another is at least as good in both and strictly
+    better in one; identical rows are all kept. Rows with a missing ``x`` or ``y`` are left out."""
+    if x_better not in ("lower", "higher"):
+        raise LsbenchError(f"x_better must be 'lower' or 'higher', got {x_better!r}")
+    for column in (x, y):
+        if column not in points.columns:
+            raise LsbenchError(f"points have no column {column!r}")
+    pts = points.dropna(subset=[x, y])
+    xs = pts[x].astype(float).to_numpy()
+    ys = pts[y].astype(float).to_numpy()
+    sign = 1.0 if x_better == "lower" else -1.0  # compare sign * x, lower is better
+    keep = []
+    for i in range(len(pts)):
+        dominated = False
+        for j in range(len(pts)):
+            if j == i:
+                continue
+            no_worse = sign * xs[j] <= sign * xs[i] and ys[j] >= ys[i]
+            better = sign * xs[j] < sign * xs[i] or ys[j] > ys[i]
+            if no_worse and better:
+                dominated = True
+                break
+        keep.append(not dominated)
+    return pts[keep].sort_values([x, y], kind="stable")
+
+
+# ----------------------------------------------------------------------------------------- points
+
+def _top1(card: zoo.ModelCard) -> tuple[float | None, str | None]:
+    fig = card.figure("top1")
+    return (None, None) if fig is None else (float(fig.value), fig.cite)
+
+
+def _check_metric(metric: str) -> tuple[str, str]:
+    if metric not in X_METRICS:
+        raise LsbenchError(f"unknown x metric {metric!r}; expected one of {', '.join(X_METRICS)}")
+    return X_METRICS[metric]
+
+
+def _matches(value: Any, device: str) -> bool:
+    return isinstance(value, str) and value.strip().lower() == device.strip().lower()
+
+
+def _settings_text(signature: str, preset: Any) -> str:
+    settings = json.loads(signature) if signature else {}
+    keep = ("device", "batch", "dtype", "amp", "fused", "threads", "channels_last", "compile", "jit_trace")
+    parts = [f"preset {preset}"] if isinstance(preset, str) else []
+    parts += [f"{k}={settings[f'settings_{k}']}" for k in keep if f"settings_{k}" in settings]
+    return ", ".join(parts) or "unknown settings"
+
+
+def measured_points(frame: pd.DataFrame, metric: str, device: str | None = None,
+                    models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Points (POINT_COLUMNS) of measured ``metric`` ("latency" ms or "throughput" img/s) on ``device``.
+
+    ``device`` is matched (case-insensitively) against the GPU name, CPU model, settings_device or runtime.
+    Raises :class:`LsbenchError` when the matching records span several devices or several settings:
+    one figure is one device under one protocol. The newest record per model wins; top-1 is the
+    published one (models without a published top-1 are left out and listed in ``attrs["no_top1"]``).
+    """
+    unit, _ = _check_metric(metric)
+    rows = _measured(frame)
+    rows = _where(rows, _col(rows, "metric") == metric)
+    if models is not None:
+        rows = _where(rows, rows["model"].isin(list(models)))
+    if rows.empty:
+        raise LsbenchError(f"no measured {metric} in the results")
+    rows = rows.assign(_hw=_hardware(rows), _rt=_runtime(rows), _sig=settings_signature(rows))
+    rows["_where"] = [hw if rt is None else f"{hw} through {rt}" for hw, rt in zip(rows["_hw"], rows["_rt"])]
+    if device is not None:
+        hit = pd.Series(False, index=rows.index)
+        for column in ("gpu_name", "cpu_model", "settings_device", "extra_runtime", "_hw", "_where"):
+            hit |= _col(rows, column).map(lambda v: _matches(v, device))
+        if not hit.any():
+            have = sorted(set(rows["_where"].dropna()))
+            raise LsbenchError(f"no measured {metric} on {device!r}; the results have: {', '.join(have)}")
+        rows = rows[hit]
+    places = sorted(set(rows["_where"].fillna("unknown")))
+    if len(places) > 1:
+        raise LsbenchError(f"the {metric} records mix devices ({'; '.join(places)}): one figure is one device; "
+                           f"pass a device that names one of them")
+    signatures = list(dict.fromkeys(rows["_sig"]))
+    if len(signatures) > 1:
+        texts = [_settings_text(s, None) for s in signatures]
+        raise LsbenchError(f"the {metric} records on {places[0]} mix {len(signatures)} settings "
+                           f"({' | '.join(texts)}): filter the results to one protocol")
+    newest = _newest(rows)
+    protocol = _settings_text(signatures[0], _col(newest, "settings_preset").dropna().iloc[0]
+                              if _col(newest, "settings_preset").notna().any() else None)
+    out, no_top1 = [], []
+    for name, row in newest.iterrows():
+        card = zoo.get_card(name)
+        top1, cite = _top1(card)
+        if top1 is None:
+            no_top1.append(name)
+            continue
+        out.append({"model": name, "family": card.family, "top1": top1, "top1_source": "registry",
+                    "x": float(row["value"]), "metric": metric, "unit": unit, "device": places[0],
+                    "protocol": protocol, "source": "measured", "cite": cite})
+    points = _order(pd.DataFrame(out, columns=POINT_COLUMNS))
+    times = newest["time"].dropna()
+    points.attrs.update(no_top1=no_top1, measured=(times.min().date().isoformat(), times.max().date().isoformat())
+                        if not times.empty else None)
+    return points
+
+
+def _order(points: pd.DataFrame) -> pd.DataFrame:
+    """Registry order, then others as they came."""
+    registry = {n: i for i, n in enumerate(zoo.list_models())}
+    key = points["model"].map(lambda m: registry.get(m, len(registry)))
+    return points.assign(_k=key).sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
+def reported_pareto_frame(device: str = "NVIDIA RTX 3090", metric: str = "throughput", protocol: str | None = None,
+                          models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Points from published figures only: every model with a ``metric`` figure on ``device``.
+
+    With the defaults this is the official LSNet speed-accuracy figure (RTX 3090 img/s: LSNet T/S/B,
+    EfficientViT M3/M4/M5, FastViT T8/T12/S12). Where a figure's note gives the top-1 that figure plots
+    ("LSNet figure plots top-1 75.6"), that value is used (``top1_source="figure"``), else the registry's
+    (``"registry"``). Several protocols on the device (e.g. fp32 and fp16 on the H200) need ``protocol``.
+    """
+    unit, _ = _check_metric(metric)
+    names = zoo.list_models() if models is None else list(models)
+    found = []
+    for name in names:
+        card = zoo.get_card(name)
+        for fig in card.figures:
+            if fig.metric == metric and fig.device == device and protocol in (None, fig.protocol):
+                found.append((name, card, fig))
+    if not found:
+        raise LsbenchError(f"no published {metric} on {device!r}"
+                           + (f" under protocol {protocol!r}" if protocol else ""))
+    protocols = sorted({fig.protocol or "" for _, _, fig in found})
+    if len(protocols) > 1:
+        raise LsbenchError(f"published {metric} on {device!r} uses several protocols ({', '.join(protocols)}): "
+                           f"choose one with protocol=")
+    out, seen = [], set()
+    for name, card, fig in found:
+        if name in seen:
+            continue
+        seen.add(name)
+        plotted = _FIGURE_TOP1.search(fig.note or "")
+        top1, cite = _top1(card)
+        source = "registry"
+        if plotted:
+            top1, source = float(plotted.group(1)), "figure"
+        if top1 is None:
+            continue
+        out.append({"model": name, "family": card.family, "top1": top1, "top1_source": source,
+                    "x": float(fig.value), "metric": metric, "unit": fig.unit or unit, "device": device,
+                    "protocol": fig.protocol, "source": "reported", "cite": fig.cite})
+    return pd.DataFrame(out, columns=POINT_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------- plotting
+
+_STYLE = {"LSNet": ("#d62728", "*"), "EfficientViT": ("#1f77b4", "o"), "RepViT": ("#2ca02c", "s"),
+          "FastViT": ("#9467bd", "D"), "MobileNetV3": ("#ff7f0e", "^")}
+_SPARE = [("#8c564b", "v"), ("#e377c2", "P"), ("#7f7f7f", "X"), ("#bcbd22", "h"), ("#17becf", "<")]
+
+
+def _styles(families: Sequence[str]) -> dict[str, tuple[str, str]]:
+    out, spare = {}, iter(_SPARE * 4)
+    for family in families:
+        out[family] = _STYLE.get(family) or next(spare)
+    return out
+
+
+def _is_points(frame: pd.DataFrame) -> bool:
+    return {"top1", "x"} <= set(frame.columns)
+
+
+def _figure_paths(path: str | Path, metric: str, device: str) -> list[Path]:
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", "\\")):
+        slug = re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
+        p = p / f"pareto_{metric}_{slug}"
+    elif p.suffix.lower() in (".png", ".svg"):
+        p = p.with_suffix("")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LsbenchError(f"cannot create directory {p.parent}: {exc.strerror}") from None
+    return [p.with_name(p.name + ".png"), p.with_name(p.name + ".svg")]
+
+
+def _check_points(points: pd.DataFrame, device: str | None, what: str) -> None:
+    """One device (``device``, when given) and one protocol, else LsbenchError."""
+    devices = sorted(set(points["device"].dropna()))
+    if len(devices) > 1:
+        raise LsbenchError(f"{what} points mix devices ({', '.join(devices)}): one figure is one device")
+    if device is not None and devices and not _matches(devices[0], device) \
+            and device.lower() not in devices[0].lower():
+        raise LsbenchError(f"{what} points are on {devices[0]!r}, not {device!r}")
+    protocols = sorted(set(points["protocol"].dropna()))
+    if len(protocols) > 1:
+        raise LsbenchError(f"{what} points mix protocols ({' | '.join(protocols)}): one figure is one protocol")
+
+
+def _place_labels(ax, entries, renderer, avoid) -> None:
+    """Annotate each point, trying a few offsets so that labels overlap neither each other nor markers."""
+    offsets = [(7, 5, "left", "bottom"), (7, -5, "left", "top"), (-7, 5, "right", "bottom"),
+               (-7, -5, "right", "top"), (0, 10, "center", "bottom"), (0, -10, "center", "top")]
+    taken = list(avoid)
+    marks = []
+    for x, y, *_ in entries:  # keep labels off every marker
+        px, py = ax.transData.transform((x, y))
+        marks.append((px - 5, py - 5, px + 5, py + 5))
+
+    def overlaps(box) -> bool:
+        x0, y0, x1, y1 = box
+        for a0, b0, a1, b1 in taken + marks:
+            if x0 < a1 and a0 < x1 and y0 < b1 and b0 < y1:
+                return True
+        axes = ax.get_window_extent(renderer)
+        return x0 < axes.x0 or x1 > axes.x1 or y0 < axes.y0 or y1 > axes.y1
+
+    for x, y, label, bold, color, italic in entries:
+        style = dict(textcoords="offset points", fontsize=8.5, fontweight="bold" if bold else "normal",
+                     fontstyle="italic" if italic else "normal", color=color, zorder=5)
+        chosen = None
+        for dx, dy, ha, va in offsets:
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), ha=ha, va=va, **style)
+            bb = text.get_window_extent(renderer)
+            box = (bb.x0, bb.y0, bb.x1, bb.y1)
+            if not overlaps(box):
+                chosen = box
+                break
+            text.remove()
+        if chosen is None:  # nothing free: the first offset
+            dx, dy, ha, va = offsets[0]
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), ha=ha, va=va, **style)
+            bb = text.get_window_extent(renderer)
+            chosen = (bb.x0, bb.y0, bb.x1, bb.y1)
+        taken.append(chosen)
+
+
+def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol_label: str | None,
+                path: str | Path, source: str = "measured", highlight_family: str | None = "LSNet", *,
+                overlay: pd.DataFrame | None = None, models: Sequence[str] | None = None,
+                title: str | None = None) -> list[Path]:
+    """Published top-1 against ``x_metric`` ("latency" or "throughput") on ONE device under ONE protocol.
+
+    ``source="measured"``: ``frame`` is a results frame (``ResultsStore.frame()``) or points from
+    :func:`measured_points`; mixing devices or settings raises :class:`LsbenchError`. ``source="reported"``:
+    ``frame`` is points from :func:`reported_pareto_frame` (built for ``device`` when None). ``overlay``
+    adds points of the other source on the same device, drawn hollow ("reported") or filled ("measured")
+    and left out of the frontier. Families differ by colour and marker, ``highlight_family`` gets bigger
+    markers and bold labels, every point is labelled, the Pareto frontier is a step line. Writes
+    ``path`` as .png and .svg (``path`` may be a directory: ``pareto_<metric>_<device>.png/.svg`` in it).
+    """
+    unit, better = _check_metric(x_metric)
+    given = True
+    if source not in ("measured", "reported"):
+        raise LsbenchError(f"source must be 'measured' or 'reported', got {source!r}")
+    if source == "reported":
+        points = reported_pareto_frame(device, x_metric, models=models) if frame is None else frame
+        if not _is_points(points):
+            raise LsbenchError("reported points must come from reported_pareto_frame()")
+    elif frame is None:
+        raise LsbenchError("a measured Pareto figure needs a results frame")
+    else:
+        given = _is_points(frame)
+        points = frame if given else measured_points(frame, x_metric, device, models)
+    if models is not None:
+        points = points[points["model"].isin(list(models))]
+    points = points.dropna(subset=["top1", "x"])
+    if points.empty:
+        raise LsbenchError(f"no points to plot for {x_metric} on {device!r}")
+    if set(points["source"].dropna()) - {source}:
+        raise LsbenchError(f"the main points must all be {source}; add the others as overlay=")
+    if set(points["metric"].dropna()) - {x_metric}:
+        raise LsbenchError(f"the points are not all {x_metric}")
+    # results already matched to ``device`` by measured_points (which may be "cuda" or a CPU model)
+    _check_points(points, device if source == "reported" or given else None, source)
+    device = str(points["device"].iloc[0]) if points["device"].notna().any() else device
+    paths = _figure_paths(path, x_metric, device)
+    extra = None
+    if overlay is not None and not overlay.empty:
+        extra = overlay.dropna(subset=["top1", "x"])
+        if set(extra["metric"].dropna()) - {x_metric}:
+            raise LsbenchError(f"the overlay points are not all {x_metric}")
+        _check_points(extra, device, "overlay")
+    if protocol_label is None:
+        protocol_label = str(points["protocol"].dropna().iloc[0]) if points["protocol"].notna().any() else ""
+
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    everything = points if extra is None else pd.concat([points, extra], ignore_index=True)
+    families = list(dict.fromkeys(_order(everything)["family"]))
+    if highlight_family in families:
+        families.remove(highlight_family)
+        families.insert(0, highlight_family)
+    styles = _styles(families)
+
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "lsbench", "font.size": 10}):
+        fig = Figure(figsize=(8, 5.6), layout="constrained")
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        frontier = pareto_frontier(points, "x", "top1", x_better=better)
+        ax.step(frontier["x"], frontier["top1"], where="post" if better == "lower" else "pre",
+                color="0.35", linestyle="--", linewidth=1.2, zorder=1)
+        label_entries = []
+        main = {row["model"]: (row["x"], row["top1"]) for _, row in points.iterrows()}
+        for part, is_overlay in ((points, False), (extra, True)):
+            if part is None:
+                continue
+            for _, p in part.iterrows():
+                color, marker = styles[p["family"]]
+                big = p["family"] == highlight_family
+                hollow = p["source"] == "reported"
+                size = 170 if big else 60
+                if marker == "*":
+                    size *= 1.6
+                ax.scatter([p["x"]], [p["top1"]], s=size, marker=marker,
+                           facecolors="none" if hollow else color, edgecolors=color,
+                           linewidths=1.6 if hollow else 0.6, zorder=4 if big else 3)
+                label, text_color, italic = p["model"], color if big else "0.15", False
+                if is_overlay:  # the other source: grey italic, joined to the same model's main point
+                    text_color, italic = "0.45", True
+                    if p["model"] in main:
+                        mx, my = main[p["model"]]
+                        ax.plot([mx, p["x"]], [my, p["top1"]], linestyle=":", color="0.6", linewidth=1, zorder=2)
+                        label = f"{p['model']} ({p['source']})"
+                label_entries.append((p["x"], p["top1"], label, big and not is_overlay, text_color, italic))
+        ax.margins(x=0.12, y=0.1)
+        ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
+        ax.set_axisbelow(True)
+        what = "Latency" if x_metric == "latency" else "Throughput"
+        direction = "lower is better" if better == "lower" else "higher is better"
+        stat = "median, " if x_metric == "latency" else ""
+        src = "measured" if source == "measured" else "published"
+        ax.set_xlabel(f"{what} on {device} ({unit}, {stat}{src}; {direction})")
+        ax.set_ylabel("ImageNet-1K top-1 (%, published)")
+        ax.set_title(title or f"Top-1 vs {x_metric} on {device}\n{protocol_label}", fontsize=11)
+        handles = []
+        for family in families:
+            color, marker = styles[family]
+            big = family == highlight_family
+            hollow = set(everything.loc[everything["family"] == family, "source"]) == {"reported"}
+            handles.append(Line2D([], [], linestyle="none", marker=marker, color=color,
+                                  markerfacecolor="none" if hollow else color, markeredgewidth=1.5,
+                                  markersize=(13 if marker == "*" else 9) if big else 7, label=family))
+        handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"Pareto frontier ({src})"))
+        sources = set(everything["source"])
+        if "reported" in sources:
+            handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
+                                  markeredgecolor="0.3", markersize=7, label="hollow: reported (cited)"))
+        if "measured" in sources and len(sources) > 1:
+            handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=7,
+                                  label="filled: measured here"))
+        legend = ax.legend(handles=handles, loc="lower right" if better == "lower" else "lower left",
+                           fontsize=8.5, framealpha=0.9)
+        caption = textwrap.fill(_caption(everything, source, points.attrs.get("measured")), width=140)
+        fig.supxlabel(caption, fontsize=7.5, color="0.3", x=0.01, ha="left", multialignment="left")
+        canvas.draw()  # lay out axes, legend and caption; then freeze the layout and place the labels
+        fig.set_layout_engine("none")
+        renderer = canvas.get_renderer()
+        lb = legend.get_window_extent(renderer)
+        _place_labels(ax, label_entries, renderer, [(lb.x0, lb.y0, lb.x1, lb.y1)])
+        try:
+            for p in paths:
+                fig.savefig(p, dpi=150 if p.suffix == ".png" else None,
+                            metadata={"Date": None} if p.suffix == ".svg" else None)
+        except OSError as exc:
+            raise LsbenchError(f"cannot write figure {p}: {exc.strerror or exc}") from None
+    return paths
+
+
+def _caption(points: pd.DataFrame, source: str, measured: tuple[str, str] | None) -> str:
+    parts = []
+    figure_top1 = points[points["top1_source"] == "figure"]
+    if not figure_top1.empty:
+        shown = []
+        for _, p in figure_top1.iterrows():
+            registry = zoo.get_card(p["model"]).published("top1")
+            shown.append(f"{p['model']} {p['top1']:g}" + (f" (registry {registry:g})" if registry is not None else ""))
+        parts.append("top-1: published (registry citations), except as plotted in the LSNet figure: "
+                     + ", ".join(shown))
+    else:
+        parts.append("top-1: published (registry citations)")
+    cites = sorted(set(points.loc[points["source"] == "reported", "cite"].dropna()))
+    if cites:
+        parts.append("reported speed: " + ", ".join(cites))
+    if "measured" in set(points["source"]):
+        when = "" if not measured else (f", {measured[0]}" if measured[0] == measured[1]
+                                        else f", {measured[0]} to {measured[1]}")
+        parts.append(f"measured speed: lsbench{when}")
+    return "; ".join(parts)

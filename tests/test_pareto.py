@@ -1,0 +1,118 @@
+"""Pareto frontier on hand-made points; Pareto figures from measured and reported points."""
+import pandas as pd
+import pytest
+
+from lsbench.errors import LsbenchError
+from lsbench.report.pareto import measured_points, pareto_frontier, plot_pareto, reported_pareto_frame
+from lsbench.results import Record, ResultsStore
+
+GPU = {"device": "cuda", "batch": 2048, "dtype": "fp32", "fused": True, "preset": "lsnet"}
+CPU = {"device": "cpu", "batch": 1, "dtype": "fp32", "threads": 1, "fused": True, "preset": "cpu"}
+
+
+def _points(rows):
+    return pd.DataFrame(rows, columns=["model", "x", "top1"])
+
+
+def test_frontier_lower_is_better():
+    pts = _points([("a", 1.0, 70.0), ("b", 2.0, 75.0), ("c", 3.0, 74.0), ("d", 2.0, 73.0), ("e", 4.0, 80.0),
+                   ("f", 5.0, 80.0), ("nan", None, 90.0)])
+    front = pareto_frontier(pts, "x", "top1", x_better="lower")
+    assert list(front["model"]) == ["a", "b", "e"]
+
+
+def test_frontier_higher_is_better():
+    pts = _points([("t", 15000.0, 74.9), ("s", 9000.0, 77.8), ("b", 4000.0, 80.3), ("m4", 14000.0, 74.3),
+                   ("t12", 2500.0, 79.1), ("m5", 9000.0, 77.0), ("twin", 9000.0, 77.8)])
+    front = pareto_frontier(pts, "x", "top1", x_better="higher")
+    assert list(front["model"]) == ["b", "s", "twin", "t"]  # identical points are both kept
+    with pytest.raises(LsbenchError):
+        pareto_frontier(pts, "x", "top1", x_better="faster")
+
+
+def test_reported_frame_reproduces_the_lsnet_figure():
+    pts = reported_pareto_frame()
+    assert set(pts["model"]) == {"lsnet_t", "lsnet_s", "lsnet_b", "efficientvit_m3", "efficientvit_m4",
+                                 "efficientvit_m5", "fastvit_t8", "fastvit_t12", "fastvit_s12"}
+    t = pts.set_index("model")
+    assert t.at["fastvit_t8", "top1"] == 75.6 and t.at["fastvit_t8", "top1_source"] == "figure"
+    assert t.at["lsnet_t", "top1"] == 74.9 and t.at["lsnet_t", "top1_source"] == "registry"
+    assert t.at["lsnet_t", "x"] == 14708 and (pts["source"] == "reported").all()
+    with pytest.raises(LsbenchError, match="several protocols"):
+        reported_pareto_frame("NVIDIA H200")
+    assert len(reported_pareto_frame("NVIDIA H200", protocol="lsnet_short_fp16")) == 4
+
+
+def test_plot_reported_writes_png_and_svg_with_every_label(tmp_path):
+    paths = plot_pareto(None, "throughput", "NVIDIA RTX 3090", "LSNet protocol (fp32, batch 2048)", tmp_path,
+                        source="reported")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.parent == tmp_path for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = paths[1].read_text(encoding="utf-8")
+    for model in reported_pareto_frame()["model"]:
+        assert f">{model}<" in svg, model
+    assert "hollow: reported" in svg and "NVIDIA RTX 3090" in svg
+    again = plot_pareto(None, "throughput", "NVIDIA RTX 3090", "LSNet protocol (fp32, batch 2048)",
+                        tmp_path / "again.svg", source="reported")
+    assert again[1].read_bytes() == paths[1].read_bytes()  # reproducible SVG (no date, fixed ids)
+
+
+def _store(tmp_path, records):
+    store = ResultsStore(tmp_path / "results")
+    store.append(records)
+    return store.frame()
+
+
+def _gpu(model, value, gpu="NVIDIA H200", settings=GPU, time="2025-03-01T00:00:00+00:00"):
+    return Record(model=model, metric="throughput", value=value, unit="img/s", settings=settings,
+                  fingerprint={"gpu": {"name": gpu}}, time=time)
+
+
+def test_plot_measured_and_refusals(tmp_path):
+    models = {"lsnet_t": 40000.0, "lsnet_s": 30000.0, "efficientvit_m4": 46000.0, "repvit_m0_9": 16000.0}
+    records = [_gpu(m, v) for m, v in models.items()]
+    records.append(_gpu("lsnet_t", 45000.0, time="2025-03-02T00:00:00+00:00"))  # newest wins
+    frame = _store(tmp_path, records)
+    pts = measured_points(frame, "throughput", "NVIDIA H200")
+    assert pts.set_index("model").at["lsnet_t", "x"] == 45000.0 and (pts["source"] == "measured").all()
+    overlay = reported_pareto_frame("NVIDIA H200", protocol="lsnet_short")
+    paths = plot_pareto(frame, "throughput", "NVIDIA H200", "preset lsnet, fp32, batch 2048",
+                        tmp_path / "figs" / "h200.png", overlay=overlay)
+    assert [p.name for p in paths] == ["h200.png", "h200.svg"] and all(p.exists() for p in paths)
+    svg = paths[1].read_text(encoding="utf-8")
+    for model in models:
+        assert f">{model}<" in svg, model
+    for model in overlay["model"]:  # reported twins of measured models say so in their label
+        assert (f">{model} (reported)<" if model in models else f">{model}<") in svg, model
+    assert "filled: measured here" in svg and "hollow: reported" in svg
+
+    # one device only: "cuda" names both GPUs once an H100 run is in the results
+    mixed = _store(tmp_path / "mixed", records + [_gpu("lsnet_t", 30000.0, gpu="NVIDIA H100 80GB HBM3")])
+    with pytest.raises(LsbenchError, match="mix devices"):
+        plot_pareto(mixed, "throughput", "cuda", "x", tmp_path / "bad")
+    assert plot_pareto(mixed, "throughput", "NVIDIA H100 80GB HBM3", None, tmp_path / "h100")[0].exists()
+    # one protocol only
+    other = {**GPU, "batch": 256, "preset": "timm"}
+    mixed = _store(tmp_path / "settings", records + [_gpu("lsnet_s", 20000.0, settings=other)])
+    with pytest.raises(LsbenchError, match="mix 2 settings"):
+        plot_pareto(mixed, "throughput", "NVIDIA H200", "x", tmp_path / "bad")
+    # points given directly must be of one device too
+    two = pd.concat([pts, pts.assign(device="NVIDIA H100", model="lsnet_b")], ignore_index=True)
+    with pytest.raises(LsbenchError, match="mix devices"):
+        plot_pareto(two, "throughput", "NVIDIA H200", "x", tmp_path / "bad")
+    with pytest.raises(LsbenchError, match="no measured throughput on"):
+        plot_pareto(frame, "throughput", "NVIDIA A100", "x", tmp_path / "bad")
+    with pytest.raises(LsbenchError, match="unknown x metric"):
+        plot_pareto(frame, "flops", "NVIDIA H200", "x", tmp_path / "bad")
+
+
+def test_plot_measured_cpu_latency(tmp_path):
+    records = [Record(model=m, metric="latency", value=v, unit="ms", settings=CPU,
+                      fingerprint={"cpu_model": "Test CPU 9000"}, time="2025-03-01T00:00:00+00:00")
+               for m, v in {"lsnet_t": 9.0, "lsnet_b": 25.0, "repvit_m1_1": 14.0, "fastvit_t8": 11.0}.items()]
+    frame = _store(tmp_path, records)
+    paths = plot_pareto(frame, "latency", "cpu", "1 thread, batch 1, fp32, fused", tmp_path)
+    assert paths[0].name == "pareto_latency_test_cpu_9000.png"
+    svg = paths[1].read_text(encoding="utf-8")
+    assert all(f">{m}<" in svg for m in ("lsnet_t", "lsnet_b", "repvit_m1_1", "fastvit_t8"))
+    assert "lower is better" in svg

@@ -1,0 +1,340 @@
+"""The Triton SKA kernels (zoo/ska_triton.py) against zoo.ska's reference, forward and both gradients.
+
+Two kinds of test:
+
+* interpreter tests, which run everywhere: the kernels run under Triton's CPU interpreter in a subprocess
+  (``TRITON_INTERPRET=1`` must be set before Triton is imported, and must not leak into this process), on small
+  odd shapes, fp32 (plus fp16/bf16, strided and channels_last inputs);
+* ``cuda``-marked tests (skipped without a GPU): the compiled kernels, installed as the CUDA implementation of
+  ``zoo::ska``/``zoo::ska_backward``, in every dtype and layout, through autograd and torch.compile.
+
+This module never imports zoo.ska_triton at import time, so collecting it imports no Triton kernels.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.ska import SKA, ska, ska_backward_reference, ska_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------------------------------------------
+# interpreter (CPU) tests
+
+_INTERP_WORKER = r'''
+import json, os, sys
+assert os.environ.get("TRITON_INTERPRET") == "1"
+import torch
+from zoo.ska import ska_reference, ska_backward_reference
+from zoo import ska_triton as kt
+assert kt.INTERPRET
+FMT = kt._out_format
+
+TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3)}
+
+def check(x, w, go):
+    """Compare with the float64 reference on the same (rounded) inputs; returns {quantity: error or None}."""
+    rtol, atol = TOL[x.dtype]
+    got = {"out": kt.ska_forward_triton(x, w)}
+    got["grad_x"], got["grad_w"] = kt.ska_backward_triton(go, x, w)
+    xd, wd, god = x.double(), w.double(), go.double()
+    ref = {"out": ska_reference(xd, wd)}
+    ref["grad_x"], ref["grad_w"] = ska_backward_reference(god, xd, wd)
+    res = {}
+    for q in ("out", "grad_x", "grad_w"):
+        t = got[q]
+        want_dtype = w.dtype if q == "grad_w" else x.dtype
+        fmt = FMT(x) if q == "out" else torch.contiguous_format
+        if t.dtype != want_dtype or not t.is_contiguous(memory_format=fmt) or t.shape != ref[q].shape:
+            res[q] = f"bad result tensor: {t.dtype} {tuple(t.shape)} strides {t.stride()}, want {fmt}"
+            continue
+        try:
+            torch.testing.assert_close(t.double(), ref[q], rtol=rtol, atol=atol)
+            res[q] = None
+        except AssertionError as e:
+            res[q] = str(e)
+    return res
+
+torch.manual_seed(0)
+cases = {}
+def inputs(shape, g, dtype=torch.float32):
+    b, c, h, wd = shape
+    return (torch.randn(shape).to(dtype), torch.randn(b, g, 9, h, wd).to(dtype), torch.randn(shape).to(dtype))
+
+cl = torch.channels_last
+def case(name, shape, g, dtype=torch.float32, unroll=1, layout=None):
+    x, w, go = inputs(shape, g, dtype)
+    if layout == "channels_last":
+        x, go = x.to(memory_format=cl), go.to(memory_format=cl)
+    elif layout == "channels_last_x":
+        x = x.to(memory_format=cl)
+    kt.INTERPRET_META["UNROLL"] = unroll  # taps looped (1), unrolled by row (3) or fully (9)
+    cases[name] = check(x, w, go)
+
+case("nchw_2x16x5x7_g2", (2, 16, 5, 7), 2)
+case("nchw_2x16x5x7_g2_unroll3", (2, 16, 5, 7), 2, unroll=3)
+case("nchw_1x24x4x9_g3_unroll9", (1, 24, 4, 9), 3, unroll=9)
+case("channels_last_2x16x5x7_g2", (2, 16, 5, 7), 2, layout="channels_last")
+case("channels_last_x_1x24x4x9_g3_unroll3", (1, 24, 4, 9), 3, unroll=3, layout="channels_last_x")
+case("many_channels_per_group_1x40x3x3_g2", (1, 40, 3, 3), 2)  # C/G = 20 > BLOCK_R: split-channel backward
+case("one_pixel_1x8x1x1_g1", (1, 8, 1, 1), 1)
+case("float16_2x16x5x7_g2", (2, 16, 5, 7), 2, torch.float16)
+case("bfloat16_2x16x5x7_g2_unroll3", (2, 16, 5, 7), 2, torch.bfloat16, unroll=3)
+kt.INTERPRET_META["UNROLL"] = 1
+xs = torch.randn(2, 16, 5, 14)[..., ::2]                      # strided view of x
+ws = torch.randn(2, 5, 7, 9, 2).permute(0, 4, 3, 1, 2)        # w with permuted strides
+gos = torch.randn(1, 1, 1, 1).expand(2, 16, 5, 7)              # stride-0 grad_out, as from out.sum()
+cases["non_contiguous_2x16x5x7_g2"] = check(xs, ws, gos)
+print("RESULTS " + json.dumps(cases))
+'''
+
+INTERP_CASES = ["nchw_2x16x5x7_g2", "nchw_2x16x5x7_g2_unroll3", "nchw_1x24x4x9_g3_unroll9",
+                "channels_last_2x16x5x7_g2", "channels_last_x_1x24x4x9_g3_unroll3",
+                "many_channels_per_group_1x40x3x3_g2", "one_pixel_1x8x1x1_g1", "float16_2x16x5x7_g2",
+                "bfloat16_2x16x5x7_g2_unroll3", "non_contiguous_2x16x5x7_g2"]
+
+
+@pytest.fixture(scope="module")
+def interpreter_results() -> dict:
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    proc = subprocess.run([sys.executable, "-c", _INTERP_WORKER], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
+    if proc.returncode or not lines:
+        pytest.fail(f"interpreter run failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return json.loads(lines[-1][len("RESULTS "):])
+
+
+@pytest.mark.parametrize("case", INTERP_CASES)
+def test_interpreter_kernels_match_reference(interpreter_results, case):
+    res = interpreter_results[case]
+    failed = {q: msg for q, msg in res.items() if msg}
+    assert not failed, f"{case}: " + "; ".join(f"{q}: {m}" for q, m in failed.items())
+
+
+def test_cpu_path_does_not_load_the_triton_kernels():
+    if "zoo.ska_triton" in sys.modules:
+        pytest.skip("another test in this process installed the Triton kernels")
+    x = torch.randn(1, 16, 5, 5, requires_grad=True)
+    w = torch.randn(1, 2, 9, 5, 5, requires_grad=True)
+    ska(x, w).sum().backward()
+    assert "zoo.ska_triton" not in sys.modules
+
+
+def _gpu_bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_ska_bench", ROOT / "benchmarks" / "gpu_ska.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_byte_arithmetic_and_help(capsys):
+    bench = _gpu_bench_module()
+    shape, g = (2048, 128, 14, 14), 16
+    nx, nw = 2048 * 128 * 14 * 14, 2048 * 16 * 9 * 14 * 14
+    assert bench.ska_numels(shape, g) == (nx, nw)
+    assert bench.forward_bytes(shape, g, 4) == (nx + nw + nx) * 4  # x, w read; out written
+    assert bench.backward_bytes(shape, g, 2) == (3 * nx + 2 * nw) * 2  # grad_out, x, w read; grad_x, grad_w written
+    assert bench.tbps(2 * 10**12, 1000.0) == pytest.approx(2.0)
+    assert bench.tbps(10**9, None) is None
+    assert bench.peak_tbps("NVIDIA H100 80GB HBM3") == 3.35 and bench.peak_tbps("NVIDIA H200") == 4.8
+    shapes = {(r["model"], r["shape"], r["groups"]) for r in bench.bench_shapes(["lsnet_t", "lsnet_b"], 2048)}
+    assert shapes == {("lsnet_t", (2048, 128, 14, 14), 16), ("lsnet_t", (2048, 256, 7, 7), 32),
+                      ("lsnet_b", (2048, 128, 28, 28), 16), ("lsnet_b", (2048, 256, 14, 14), 32),
+                      ("lsnet_b", (2048, 384, 7, 7), 48)}
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--help"])
+    assert exc.value.code == 0 and "--official" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dtypes", "fp8"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CUDA tests
+
+cuda = pytest.mark.cuda
+
+SHAPES = [((2, 16, 5, 7), 2), ((1, 24, 4, 9), 3), ((1, 8, 1, 1), 1), ((1, 40, 3, 3), 2), ((1, 128, 14, 14), 16),
+          ((3, 256, 7, 7), 32), ((2, 384, 7, 7), 48), ((2, 128, 28, 28), 16), ((1, 64, 56, 56), 8)]
+TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3)}
+
+
+@pytest.fixture(scope="module")
+def kt():
+    import zoo.ska_triton as module
+
+    module.install()
+    return module
+
+
+@pytest.fixture
+def calls(kt, monkeypatch):
+    """Count launches of the two Triton kernels (the registered op implementations call these)."""
+    counts = {"forward": 0, "backward": 0}
+    fwd, bwd = kt._launch_forward, kt._launch_backward
+
+    def counting_fwd(*a, **k):
+        counts["forward"] += 1
+        return fwd(*a, **k)
+
+    def counting_bwd(*a, **k):
+        counts["backward"] += 1
+        return bwd(*a, **k)
+
+    monkeypatch.setattr(kt, "_launch_forward", counting_fwd)
+    monkeypatch.setattr(kt, "_launch_backward", counting_bwd)
+    return counts
+
+
+def _inputs(shape, g, dtype=torch.float32, device="cuda"):
+    b, c, h, wd = shape
+    return (torch.randn(shape, device=device).to(dtype), torch.randn(b, g, 9, h, wd, device=device).to(dtype),
+            torch.randn(shape, device=device).to(dtype))
+
+
+def _check(kt, x, w, go):
+    """Kernel (forward, grad_x, grad_w) against the float64 reference on the same inputs."""
+    rtol, atol = TOL[x.dtype]
+    out = kt.ska_forward_triton(x, w)
+    gx, gw = kt.ska_backward_triton(go, x, w)
+    xd, wd, god = x.double(), w.double(), go.double()
+    ref_gx, ref_gw = ska_backward_reference(god, xd, wd)
+    assert out.is_contiguous(memory_format=kt._out_format(x))  # the layout the op's fake implementation promises
+    for got, want, dtype in ((out, ska_reference(xd, wd), x.dtype), (gx, ref_gx, x.dtype), (gw, ref_gw, w.dtype)):
+        assert got.dtype == dtype and got.shape == want.shape
+        torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol)
+    assert gx.is_contiguous() and gw.is_contiguous()
+
+
+def _ids(v):
+    return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+@cuda
+@pytest.mark.parametrize("shape,g", SHAPES, ids=_ids)
+def test_kernels_match_reference_fp32(kt, shape, g):
+    _check(kt, *_inputs(shape, g))
+
+
+@cuda
+@pytest.mark.parametrize("shape,g", [SHAPES[0], SHAPES[3], SHAPES[4], SHAPES[6]], ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_kernels_match_reference_half(kt, shape, g, dtype):
+    _check(kt, *_inputs(shape, g, dtype))
+
+
+@cuda
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_every_autotune_config_is_correct(kt, layout):
+    """Whichever configuration the autotuner picks on a given GPU, it computes the same thing."""
+    x, w, go = _inputs((2, 128, 14, 14), 16)
+    if layout == "channels_last":
+        x, go = x.to(memory_format=torch.channels_last), go.to(memory_format=torch.channels_last)
+    xd, wd = x.double(), w.double()
+    ref_out = ska_reference(xd, wd)
+    ref_gx, ref_gw = ska_backward_reference(go.double(), xd, wd)
+    family = kt._prune(kt._configs(), {"sxc": x.stride(1), "G": 16, "H": 14, "W": 14})
+    assert len(family) > 1
+    for config in family:
+        out = torch.empty(x.shape, device="cuda")
+        gx, gw = torch.empty(x.shape, device="cuda"), torch.empty(w.shape, device="cuda")
+        kt._launch_forward(x, w, out, 16, config=config)
+        kt._launch_backward(go, x, w, gx, gw, 16, config=config)
+        for got, want in ((out, ref_out), (gx, ref_gx), (gw, ref_gw)):
+            torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{config}: {m}")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_channels_last_and_non_contiguous(kt, dtype):
+    cl = torch.channels_last
+    x, w, go = _inputs((2, 128, 14, 14), 16, dtype)
+    _check(kt, x.to(memory_format=cl), w, go.to(memory_format=cl))
+    _check(kt, x.to(memory_format=cl), w, go)
+    x, w, go = _inputs((2, 384, 7, 7), 48, dtype)  # G not a power of two
+    _check(kt, x.to(memory_format=cl), w, go)
+    xs = torch.randn(2, 16, 5, 14, device="cuda").to(dtype)[..., ::2]
+    ws = torch.randn(2, 5, 7, 9, 2, device="cuda").to(dtype).permute(0, 4, 3, 1, 2)
+    gos = torch.randn(1, 1, 1, 1, device="cuda").to(dtype).expand(2, 16, 5, 7)
+    _check(kt, xs, ws, gos)
+
+
+@cuda
+def test_installed_op_runs_the_kernels_under_autograd(kt, calls):
+    x, w, go = _inputs((2, 64, 9, 11), 8)
+    x.requires_grad_()
+    w.requires_grad_()
+    out = SKA()(x, w)
+    out.backward(go)
+    assert calls == {"forward": 1, "backward": 1}
+    xd, wd = x.detach().double(), w.detach().double()
+    ref_gx, ref_gw = ska_backward_reference(go.double(), xd, wd)
+    torch.testing.assert_close(out.double(), ska_reference(xd, wd), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad.double(), ref_gx, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w.grad.double(), ref_gw, rtol=1e-5, atol=1e-5)
+
+
+@cuda
+def test_torch_compile_keeps_one_node_and_runs_the_kernel(kt, calls):
+    import torch._dynamo
+
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def f(x, w):
+        return SKA()(x, w) * 2
+
+    x, w, go = _inputs((2, 32, 7, 9), 4)
+    torch._dynamo.reset()
+    torch.compile(f, backend=capture, fullgraph=True)(x, w)
+    targets = [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
+    assert sum("zoo.ska" in t for t in targets) == 1, targets
+
+    torch._dynamo.reset()
+    calls.update(forward=0, backward=0)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    out = torch.compile(f, fullgraph=True)(xg, wg)
+    out.backward(go)
+    assert calls["forward"] >= 1 and calls["backward"] >= 1, calls
+    xd, wd = x.double(), w.double()
+    ref_gx, ref_gw = ska_backward_reference(2 * go.double(), xd, wd)
+    torch.testing.assert_close(out.double(), 2 * ska_reference(xd, wd), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xg.grad.double(), ref_gx, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(wg.grad.double(), ref_gw, rtol=1e-5, atol=1e-5)
+
+    # channels_last x: the kernel's output layout must be the one the fake implementation promised to inductor
+    torch._dynamo.reset()
+    xc = x.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out_cl = torch.compile(f, fullgraph=True)(xc, w)
+    torch.testing.assert_close(out_cl.double(), 2 * ska_reference(xd, wd), rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+
+
+@cuda
+def test_lsconv_on_cuda_matches_reference_route(kt, calls):
+    from zoo.lsnet import LSConv
+    from zoo.ska import reference_ska
+
+    m = LSConv(64).cuda().eval()
+    x = torch.randn(2, 64, 14, 14, device="cuda")
+    with torch.no_grad():
+        got = m(x)
+        with reference_ska():
+            want = m(x)
+    assert calls["forward"] == 1
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
