@@ -354,25 +354,33 @@ def table(results: Path = typer.Option(Path("results"), "--results", help="resul
 @_user_errors
 def pareto(results: Path = typer.Option(Path("results"), "--results", help="results directory to read"),
            device: str = typer.Option("cpu", help="one device: cpu, cuda, a GPU/CPU name, or a runtime"),
-           metric: str = typer.Option("latency", help="latency | throughput"),
+           metric: Optional[str] = typer.Option(None, help="latency | throughput (default: throughput for "
+                                                           "--reported, latency for measured)"),
            reported: bool = typer.Option(False, "--reported", help="published figures only (e.g. the paper's)"),
            overlay: bool = typer.Option(False, "--overlay", help="add the published figures on the same device"),
+           protocol: Optional[str] = typer.Option(None, help="published protocol when a device has several"),
            models: Optional[str] = typer.Option(None, "--models", "-m"),
-           out: Path = typer.Option(Path("reports/figures"), "--out")) -> None:
+           out: Path = typer.Option(Path("reports/figures"), "--out", help="output directory")) -> None:
     """Accuracy against latency or throughput on one device under one protocol, frontier drawn."""
     from .report.pareto import measured_points, plot_pareto, reported_pareto_frame
     from .results import ResultsStore
 
+    from .errors import LsbenchError
+
     names = _split(models) if models else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LsbenchError(f"cannot write to {out}: {exc.strerror}") from None
     if reported:
-        if metric == "latency" and device == "cpu":
-            metric = "throughput"
-        points = reported_pareto_frame(device, metric, models=names)
+        metric = metric or "throughput"
+        points = reported_pareto_frame(device, metric, protocol=protocol, models=names)
         paths = plot_pareto(points, metric, device, None, out, source="reported", models=names)
     else:
         if not (results / "results.jsonl").is_file():
             from .errors import LsbenchError
             raise LsbenchError(f"no results in {results}: run `lsbench profile --out {results}` first")
+        metric = metric or "latency"
         frame = ResultsStore(results).frame()
         points = measured_points(frame, metric, device, names)
         extra = None

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import zoo
 from zoo.ska import SKA, ska_macs
 
 from .errors import LsbenchError
@@ -90,37 +91,13 @@ def count_params(model: nn.Module) -> int:
 
 
 def reparameterized(model: nn.Module) -> nn.Module:
-    """A BN-fused / re-parameterized deep copy (``timm.utils.reparameterize_model``), in eval mode.
-
-    The copy is put in eval mode and fused under ``no_grad``: timm's EfficientViT-M cannot be fused
-    after a forward with grad enabled otherwise.
-    """
-    from timm.utils import reparameterize_model
-
-    target = _deepcopy(model).eval()
-    with torch.no_grad():
-        return reparameterize_model(target, inplace=True)
+    """A BN-fused / re-parameterized deep copy in eval mode (:func:`zoo.reparameterize`)."""
+    return zoo.reparameterize(model)
 
 
 def param_counts(model: nn.Module) -> dict[str, int]:
     """``{"total": params as given, "fused": params after reparameterize_model}``."""
     return {"total": count_params(model), "fused": count_params(reparameterized(model))}
-
-
-def _deepcopy(model: nn.Module) -> nn.Module:
-    try:
-        return copy.deepcopy(model)
-    except RuntimeError:
-        # Typically a cached non-leaf tensor (e.g. EfficientViT-M's attention-bias cache after a forward
-        # with grad). Toggling train mode clears such caches; restore every module's flag afterwards.
-        flags = [(m, m.training) for m in model.modules()]
-        model.train(True)
-        for m, flag in flags:
-            m.training = flag
-        try:
-            return copy.deepcopy(model)
-        except RuntimeError as e:
-            raise LsbenchError(f"cannot copy {type(model).__name__} for counting: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
@@ -136,7 +113,7 @@ def count_flops(model: nn.Module, input_size: Sequence[int] | Sequence[Sequence[
     """
     names = check_counters(counters)
     xs = _make_inputs(input_size, inputs, seed)
-    base = reparameterized(model) if fused else _deepcopy(model).eval()
+    base = reparameterized(model) if fused else zoo.copy_model(model).eval()
     base = base.to(device="cpu", dtype=torch.float32)
     results = []
     for name in names:

@@ -7,8 +7,8 @@ baselines it is compared with, each with its published figures as cited data. Th
 from .checkpoint import load_checkpoint, read_state_dict
 from .errors import ZooError
 from .lsnet import LKP, LSConv, LSNet, LSNET_CONFIGS
-from .registry import Figure, ModelCard, create_model, get_card, list_models, reparameterize
+from .registry import Figure, ModelCard, copy_model, create_model, get_card, list_models, reparameterize
 from .ska import SKA
 
 __all__ = ["LSNet", "LKP", "LSConv", "SKA", "LSNET_CONFIGS", "create_model", "list_models", "get_card",
-           "reparameterize", "load_checkpoint", "read_state_dict", "ModelCard", "Figure", "ZooError"]
+           "reparameterize", "copy_model", "load_checkpoint", "read_state_dict", "ModelCard", "Figure", "ZooError"]

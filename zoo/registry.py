@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint
 from .errors import ZooError
 
 __all__ = ["Figure", "ModelCard", "list_models", "get_card", "create_model", "reparameterize", "citation",
-           "protocol_description", "REPARAM_METHOD"]
+           "protocol_description", "REPARAM_METHOD", "copy_model"]
 
 REPARAM_METHOD = "timm.utils.reparameterize_model (fuse()/reparameterize() of each module, eval + no_grad)"
 
@@ -136,6 +136,25 @@ def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | 
     return model
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that also works on models holding cached non-leaf tensors.
+
+    timm's EfficientViT-M caches its attention bias after a forward with grad, which deepcopy refuses;
+    toggling train mode clears such caches, and every module's own flag is restored afterwards.
+    """
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError:
+        flags = [(m, m.training) for m in model.modules()]
+        model.train(True)
+        for m, flag in flags:
+            m.training = flag
+        try:
+            return copy.deepcopy(model)
+        except RuntimeError as exc:
+            raise ZooError(f"cannot copy {type(model).__name__}: {exc}") from None
+
+
 def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
     """The deploy form: every Conv-BN, BN-Linear and re-parameterizable branch folded.
 
@@ -144,7 +163,7 @@ def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
     from timm.utils import reparameterize_model
 
     was_training = model.training
-    target = model if inplace else copy.deepcopy(model)
+    target = model if inplace else copy_model(model)
     target.eval()
     with torch.no_grad():
         fused = reparameterize_model(target, inplace=True)
