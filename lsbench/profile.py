@@ -75,7 +75,8 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
             runner = torch.jit.trace(model, x, check_trace=False)
     elif settings.compile:
         runner = torch.compile(model)
-    form = {"fused": settings.fused, "dtype": settings.dtype, "amp": settings.amp,
+    ska_kernel = "triton" if settings.device == "cuda" and zoo.ska.use_triton() else "pytorch"
+    form = {"ska_kernel": ska_kernel, "fused": settings.fused, "dtype": settings.dtype, "amp": settings.amp,
             "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
             "compile": settings.compile, "weights": checkpoint or "random init (seed 0)"}
     return PreparedModel(name, runner, x, res, form)

@@ -7,7 +7,9 @@ kernel (the official channel map is interleaved, not contiguous). Zero padding 1
 
 There is one dispatch point, :func:`ska`. It calls the ``zoo::ska`` torch custom op, so that FLOP
 counters, ``torch.compile`` and tracing see SKA as one operator with a known cost. The op's
-implementation on every device is the pure-PyTorch path below; a GPU kernel (Triton) can be
+implementation is pure PyTorch: on the CPU the same nine multiply-adds laid out for long contiguous
+loops (flattened padded rows for NCHW, or directly on channels-last input, whose output stays
+channels-last); elsewhere :func:`ska_reference`. A GPU kernel (Triton) can be
 registered for CUDA through :func:`register_cuda_kernel` without touching the models. Exporters
 that cannot carry a custom op (ONNX, ExecuTorch) run under :func:`reference_ska`, which routes
 :func:`ska` to the decomposition directly.
@@ -25,7 +27,7 @@ KERNEL_SIZE = 3
 TAPS = KERNEL_SIZE * KERNEL_SIZE
 
 __all__ = ["SKA", "ska", "ska_reference", "ska_backward_reference", "reference_ska", "register_cuda_kernel",
-           "ska_macs"]
+           "use_triton", "ska_macs"]
 
 
 def _check_shapes(x: Tensor, w: Tensor) -> int:
@@ -64,7 +66,7 @@ def ska_reference(x: Tensor, w: Tensor) -> Tensor:
     grad_needed = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
     out: Tensor | None = None
     for k, i, j in _taps():
-        xs, wk = xp[..., i:i + h, j:j + wd], w[:, None, :, k]
+        xs, wk = xp[..., i:i + h, j:j + wd], w[:, :, k].unsqueeze(1)
         if out is None:
             out = xs * wk
         elif grad_needed:
@@ -83,22 +85,68 @@ def ska_backward_reference(grad_out: Tensor, x: Tensor, w: Tensor) -> tuple[Tens
     grad_xp = torch.zeros_like(xp)
     grad_w = torch.empty_like(w)
     for k, i, j in _taps():
-        grad_xp[..., i:i + h, j:j + wd].addcmul_(go, w[:, None, :, k])
+        grad_xp[..., i:i + h, j:j + wd].addcmul_(go, w[:, :, k].unsqueeze(1))
         grad_w[:, :, k] = (go * xp[..., i:i + h, j:j + wd]).sum(dim=1)
     grad_x = grad_xp.view(b, c, h + 2, wd + 2)[..., 1:h + 1, 1:wd + 1]
     return grad_x.contiguous(), grad_w
 
 
+def _out_format(x: Tensor) -> torch.memory_format:
+    """The op's output layout: channels-last for a channels-last x, else contiguous (eager and fake agree)."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _ska_flat(x: Tensor, w: Tensor, g: int) -> Tensor:
+    """Forward SKA (no autograd) on NCHW: the same nine multiply-adds as :func:`ska_reference`, in the same
+    order, but each tap is one contiguous slice of the padded map flattened to (H+3)*(W+2), so every
+    multiply-add runs over long contiguous rows (two junk columns per row are computed and dropped)."""
+    b, c, h, wd = x.shape
+    w2 = wd + 2
+    n = h * w2
+    xp = F.pad(x.contiguous(), (1, 1, 1, 2)).view(b, c // g, g, -1)  # one extra zero row for the last taps
+    taps = F.pad(w.contiguous(), (0, 2)).view(b, 1, g, TAPS, n).unbind(3)
+    out = xp.narrow(3, 0, n) * taps[0]  # operators, not torch.mul: ptflops patches the functions
+    for k, i, j in _taps():
+        if k:
+            out.addcmul_(xp.narrow(3, i * w2 + j, n), taps[k])
+    return out.view(b, c, h, w2).narrow(3, 0, wd).contiguous()
+
+
+def _ska_nhwc(x: Tensor, w: Tensor, g: int) -> Tensor:
+    """Forward SKA (no autograd) on a channels-last x; the result is channels-last. Same taps, same order."""
+    b, c, h, wd = x.shape
+    xp = F.pad(x, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    rows = xp.permute(0, 2, 3, 1).view(b, h + 2, wd + 2, c // g, g)
+    rows = rows.unfold(1, KERNEL_SIZE, 1).unfold(2, KERNEL_SIZE, 1)  # (B, H, W, C/G, G, 3, 3) windows
+    taps = w.permute(0, 3, 4, 2, 1).contiguous().view(b, h, wd, TAPS, 1, g).unbind(3)  # (B, H, W, 1, G) each
+    shifted = [xs for row in rows.unbind(-2) for xs in row.unbind(-1)]  # tap k = 3i + j: (B, H, W, C/G, G)
+    out = shifted[0] * taps[0]
+    for k in range(1, TAPS):
+        out.addcmul_(shifted[k], taps[k])
+    return out.view(b, h, wd, c).permute(0, 3, 1, 2)
+
+
 @torch.library.custom_op("zoo::ska", mutates_args=())
 def _ska_op(x: Tensor, w: Tensor) -> Tensor:
     with torch.no_grad():
-        return ska_reference(x, w).contiguous()
+        return ska_reference(x, w).contiguous(memory_format=_out_format(x))
+
+
+@_ska_op.register_kernel("cpu")
+def _ska_cpu(x: Tensor, w: Tensor) -> Tensor:
+    g = _check_shapes(x, w)
+    with torch.no_grad():
+        if _out_format(x) is torch.channels_last:
+            return _ska_nhwc(x, w, g)
+        return _ska_flat(x, w, g)
 
 
 @_ska_op.register_fake
 def _ska_fake(x: Tensor, w: Tensor) -> Tensor:
     _check_shapes(x, w)
-    return x.new_empty(x.shape)
+    return x.new_empty(x.shape).contiguous(memory_format=_out_format(x))
 
 
 @torch.library.custom_op("zoo::ska_backward", mutates_args=())
@@ -151,6 +199,21 @@ def register_cuda_kernel(forward: Callable[[Tensor, Tensor], Tensor],
     _ska_op.register_kernel("cuda")(forward)
     if backward is not None:
         _ska_backward_op.register_kernel("cuda")(backward)
+
+
+def use_triton() -> bool:
+    """Install the Triton kernels (zoo.ska_triton) as zoo::ska's CUDA implementation.
+
+    Imported only here, on request: the CPU path never imports Triton. Returns False where Triton or CUDA
+    is unavailable, so callers can fall back to the PyTorch path."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from . import ska_triton
+    except ImportError:
+        return False
+    ska_triton.install()
+    return True
 
 
 def ska_macs(x_shape: tuple[int, ...]) -> int:
