@@ -130,8 +130,9 @@ def profile(
     threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
     interop_threads: Optional[int] = typer.Option(None, help="CPU inter-op threads (default 1)"),
     pin_cores: Optional[str] = typer.Option(None, help="pin to these cores, e.g. 0 or 0,1"),
-    repeats: Optional[int] = typer.Option(None, help="timed iterations (at least)"),
-    warmup: Optional[int] = typer.Option(None, help="warm-up iterations (at least)"),
+    repeats: Optional[int] = typer.Option(None, help="timed iterations (at least), per round"),
+    warmup: Optional[int] = typer.Option(None, help="warm-up iterations (at least), before each round"),
+    rounds: Optional[int] = typer.Option(None, help="CPU: interleaved timing rounds over the models (default 5)"),
     metrics: str = typer.Option("params,flops,latency", help="any of params, flops, latency"),
     counters: str = typer.Option("fvcore,ptflops,torch", help="FLOP counters to run"),
     out: Path = typer.Option(Path("results"), help="results directory (results.jsonl is appended)"),
@@ -150,7 +151,7 @@ def profile(
     overrides = {k: v for k, v in dict(
         batch=batch, resolution=resolution, dtype=dtype, amp=amp, channels_last=channels_last,
         compile=compile_, fused=fused, threads=threads, interop_threads=interop_threads,
-        repeats=repeats, warmup=warmup).items() if v is not None}
+        repeats=repeats, warmup=warmup, rounds=rounds).items() if v is not None}
     if pin_cores:
         try:
             overrides["pin_cores"] = tuple(int(c) for c in pin_cores.split(","))

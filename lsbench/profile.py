@@ -167,18 +167,9 @@ def _time_runtime(name: str, settings: ProfileSettings, checkpoint: str | None) 
     return samples, {"runtime": info, "export": export, "form": form, "resolution": size[-1]}
 
 
-def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: str | None = None) -> list[Record]:
-    """Per-batch latency (ms) and throughput (img/s) with full statistics: CPU, CUDA or an on-host runtime."""
-    if settings.device in RUNTIMES:
-        samples, extra = _time_runtime(name, settings, checkpoint)
-        extra["batch"] = settings.batch
-    else:
-        prepared = prepare(name, settings, checkpoint)
-        telemetry_before = gpu_telemetry() if settings.device == "cuda" else None
-        samples, extra = _time(prepared, settings)
-        telemetry_after = gpu_telemetry() if settings.device == "cuda" else None
-        extra.update(form=prepared.form, resolution=prepared.resolution, batch=settings.batch,
-                     gpu_before=telemetry_before, gpu_after=telemetry_after)
+def _timed_records(name: str, settings: ProfileSettings, fp: dict, samples: list[float],
+                   extra: dict) -> list[Record]:
+    """Latency (ms, median + statistics) and throughput (img/s) records from per-batch samples."""
     latency = summarize(samples).scaled(1e3)
     per_image = summarize([settings.batch / s for s in samples])
     mean_s = sum(samples) / len(samples)
@@ -188,6 +179,28 @@ def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: 
         _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, stats=per_image,
                 extra=extra),
     ]
+
+
+def _eager_extra(prepared: PreparedModel, settings: ProfileSettings, extra: dict) -> dict:
+    return {**extra, "form": prepared.form, "resolution": prepared.resolution, "batch": settings.batch,
+            "rounds": settings.rounds}
+
+
+def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: str | None = None) -> list[Record]:
+    """Per-batch latency (ms) and throughput (img/s) with full statistics: CPU, CUDA or an on-host runtime."""
+    if settings.device in RUNTIMES:
+        samples, extra = _time_runtime(name, settings, checkpoint)
+        extra["batch"] = settings.batch
+        return _timed_records(name, settings, fp, samples, extra)
+    telemetry_before = gpu_telemetry() if settings.device == "cuda" else None
+    samples: list[float] = []
+    for _ in range(settings.rounds):  # a fresh build per round: memory placement is averaged over
+        prepared = prepare(name, settings, checkpoint)
+        chunk, extra = _time(prepared, settings)
+        samples += chunk
+    telemetry_after = gpu_telemetry() if settings.device == "cuda" else None
+    extra = _eager_extra(prepared, settings, {**extra, "gpu_before": telemetry_before, "gpu_after": telemetry_after})
+    return _timed_records(name, settings, fp, samples, extra)
 
 
 def validate_job(metrics: Iterable[str], counters: Sequence[str]) -> list[str]:
@@ -209,8 +222,7 @@ def profile_model(name: str, settings: ProfileSettings, metrics: Iterable[str] =
     settings.validate()
     zoo.get_card(name)  # fail fast on unknown names
     _check_device(settings)
-    fp = fingerprint("cpu" if settings.device in RUNTIMES else settings.device, threads={"threads": settings.threads,
-                                               "interop_threads": settings.interop_threads})
+    fp = _fingerprint(settings)
     records: list[Record] = []
     if "params" in metrics or "flops" in metrics:
         counted = count_records(name, settings, fp, counters if "flops" in metrics else (), checkpoint)
@@ -226,17 +238,69 @@ def job_key(settings: ProfileSettings, metrics: Sequence[str], counters: Sequenc
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def _fingerprint(settings: ProfileSettings) -> dict:
+    return fingerprint("cpu" if settings.device in RUNTIMES else settings.device,
+                       threads={"threads": settings.threads, "interop_threads": settings.interop_threads})
+
+
+def _interleaved(names: Sequence[str], settings: ProfileSettings, store: ResultsStore, key: str,
+                 metrics: Sequence[str], counters: Sequence[str], on_start, on_done) -> list[Record]:
+    """Eager CPU latency of several models in ``settings.rounds`` interleaved rounds (rotating order), each
+    round on a freshly built model.
+
+    Counts are measured per model first; each model's records are stored together once its timing is
+    complete, so a sweep killed mid-way keeps every model finished before and redoes the rest."""
+    fp = _fingerprint(settings)
+    prepared: dict[str, PreparedModel] = {}
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    extras: dict[str, dict] = {}
+    for r in range(settings.rounds):
+        shift = r % len(names)
+        for name in list(names[shift:]) + list(names[:shift]):
+            if on_start:
+                on_start(f"{name} (round {r + 1}/{settings.rounds})")
+            prepared[name] = prepare(name, settings)  # a fresh build per round: placement is averaged over
+            chunk, extras[name] = _time(prepared[name], settings)
+            samples[name] += chunk
+    new: list[Record] = []
+    for name in names:
+        counted = []
+        if "params" in metrics or "flops" in metrics:
+            counted = count_records(name, settings, fp, counters if "flops" in metrics else ())
+            counted = [r for r in counted if r.metric != "macs" or "flops" in metrics]
+        records = counted + _timed_records(name, settings, fp, samples[name],
+                                           _eager_extra(prepared[name], settings, extras[name]))
+        for r in records:
+            r.settings_key = key
+        new += store.append(records)
+        if on_done:
+            on_done(name, records)
+    return new
+
+
 def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: ResultsStore,
                   metrics: Iterable[str] = METRICS, counters: Sequence[str] = COUNTERS,
                   on_start: Callable[[str], None] | None = None,
                   on_done: Callable[[str, list[Record]], None] | None = None,
                   on_skip: Callable[[str], None] | None = None) -> list[Record]:
     """Profile ``names`` in order, storing each model's records as soon as they exist; models already in
-    ``store`` with identical settings are skipped, so an interrupted sweep resumes where it stopped."""
+    ``store`` with identical settings are skipped, so an interrupted sweep resumes where it stopped.
+
+    Eager CPU latency with ``settings.rounds > 1`` interleaves the pending models round by round
+    (:func:`_interleaved`); everything else is measured one model at a time."""
     metrics, counters = tuple(validate_job(metrics, counters)), tuple(counters)
+    settings.validate()
     for name in names:
         zoo.get_card(name)
+    _check_device(settings)
     key = job_key(settings, metrics, counters)
+    if "latency" in metrics and settings.device == "cpu" and settings.rounds > 1:
+        finished = store.completed()
+        pending = [n for n in names if (n, key) not in finished]
+        for name in names:
+            if name not in pending and on_skip:
+                on_skip(name)
+        return _interleaved(pending, settings, store, key, metrics, counters, on_start, on_done) if pending else []
 
     def measure(name: str) -> list[Record]:
         if on_start:

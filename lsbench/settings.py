@@ -56,6 +56,12 @@ class ProfileSettings:
     repeats: int = 100
     measure_s: float | None = None
     sync_each: bool = True  # CUDA: synchronize after every iteration (the papers' protocol)
+    # Eager CPU: the models of one sweep are timed in `rounds` interleaved rounds (each round: `warmup`
+    # then `repeats` calls per model, the model order rotating), so a slow episode of a shared machine
+    # is spread over every model and over a fraction of each model's samples instead of one whole run.
+    # Each round re-builds the model: its memory placement (seen here to move one model's median by up
+    # to 10 % between builds in one process) is then averaged over instead of drawn once per run.
+    rounds: int = 1
     preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -82,6 +88,8 @@ class ProfileSettings:
             raise LsbenchError(f"threads must be at least 1, got {self.threads}")
         if self.interop_threads < 1:
             raise LsbenchError(f"interop_threads must be at least 1, got {self.interop_threads}")
+        if self.rounds < 1:
+            raise LsbenchError(f"rounds must be at least 1, got {self.rounds}")
         if self.repeats < 1:
             raise LsbenchError(f"repeats must be at least 1, got {self.repeats}")
         if self.warmup < 0:
@@ -154,7 +162,7 @@ class ProfileSettings:
 PRESETS: dict[str, ProfileSettings] = {
     "cpu": ProfileSettings(
         device="cpu", batch=1, dtype="fp32", threads=1, interop_threads=1,
-        warmup=20, repeats=100, fused=True, preset="cpu",
+        warmup=10, repeats=60, rounds=5, fused=True, preset="cpu",
     ),
     "lsnet": ProfileSettings(
         device="cuda", batch=2048, dtype="fp32", amp=False, channels_last=False, compile=False,
@@ -200,6 +208,7 @@ def quick(settings: ProfileSettings) -> ProfileSettings:
     return settings.replace(
         warmup=min(settings.warmup, QUICK_WARMUP),
         repeats=min(settings.repeats, QUICK_REPEATS),
+        rounds=1,
         warmup_s=warmup_s,
         measure_s=measure_s,
         batch=min(settings.batch, QUICK_BATCH_CAP.get(settings.device, settings.batch)),

@@ -53,12 +53,15 @@ def test_profile_counts_then_resumes(tmp_path):
 
 
 def test_profile_cpu_latency_records_settings(tmp_path):
-    result = _run("profile", "--models", "mobilenetv3_small_100", "--metrics", "latency", "--repeats", "5",
-                  "--warmup", "1", "--threads", "1", "--resolution", "96", "--out", str(tmp_path), "--format", "csv")
+    result = _run("profile", "--models", "mobilenetv3_small_100,efficientvit_m0", "--metrics", "latency",
+                  "--repeats", "5", "--rounds", "3", "--warmup", "1", "--threads", "1", "--resolution", "96",
+                  "--out", str(tmp_path), "--format", "csv")
     assert result.exit_code == 0, result.output
+    assert "round 3/3" in result.stderr
     frame = ResultsStore(tmp_path).frame()
     latency = frame[frame["metric"] == "latency"].iloc[0]
-    assert latency["stats_n"] == 5 and latency["value"] > 0
+    assert latency["stats_n"] == 15 and latency["value"] > 0  # 3 interleaved rounds of 5
+    assert latency["settings_rounds"] == 3 and latency["extra_rounds"] == 3
     assert latency["settings_threads"] == 1 and latency["settings_resolution"] == 96
     assert latency["fingerprint"]["torch_version"] == torch.__version__
     assert latency["extra_threads_effective"]["threads"] == 1
@@ -69,6 +72,7 @@ def test_profile_cpu_latency_records_settings(tmp_path):
 @pytest.mark.parametrize("args,fragment", [
     (["profile", "--models", "lsnet_tt"], "unknown model 'lsnet_tt'; did you mean lsnet_t"),
     (["profile", "--batch", "0"], "batch must be at least 1"),
+    (["profile", "--rounds", "0"], "rounds must be at least 1"),
     (["profile", "--resolution", "16"], "resolution must be at least 32"),
     (["profile", "--preset", "fast"], "unknown preset 'fast'"),
     (["profile", "--format", "xml"], "unknown format 'xml'"),
