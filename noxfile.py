@@ -1,38 +1,52 @@
 """nox sessions: tests, the reports' freshness check, and regeneration of the paper's tables and figures.
 
-All sessions reuse one venv per session with the project installed from pyproject.toml (torch and
-torchvision pinned there to the only pair that imports beside timm on the CPU build machines).
+Each session installs the project from pyproject.toml (torch and torchvision pinned there to the only pair
+that imports beside timm on the CPU build machines).
 """
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
+# The models of the CPU latency tables: LSNet and the baselines of the paper's comparison that run in a
+# few seconds each on one core (the larger RepViT/FastViT variants are left to GPU runs).
+PAPER_MODELS = ("lsnet_t,lsnet_s,lsnet_b,efficientvit_m0,efficientvit_m1,efficientvit_m2,efficientvit_m3,"
+                "efficientvit_m4,efficientvit_m5,repvit_m0_9,repvit_m1_0,repvit_m1_1,mobilenetv3_small_100,"
+                "mobilenetv3_large_100,fastvit_t8,fastvit_t12")
+RESULTS = "reports/results"
+
 
 @nox.session
 def tests(session):
-    """The test suite (CUDA-marked tests skip without a GPU)."""
+    """The test suite (CUDA tests skip without a GPU)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-q", *session.posargs)
 
 
 @nox.session
 def reports(session):
-    """Fail when the committed deterministic tables in reports/ are stale."""
+    """Fail when the committed deterministic tables in reports/tables are stale."""
     session.install("-e", ".")
     session.run("lsbench", "table", "--deterministic", "--check-stale")
 
 
 @nox.session
 def paper(session):
-    """Regenerate reports/: deterministic tables, CPU latency tables (quick windows) and figures.
+    """Regenerate reports/: deterministic tables, CPU and ONNX Runtime latency tables, Pareto figures.
 
-    Latency tables record where and when they were measured. Quick enough for CI's 2 cores.
+    Latency is measured on this machine (1 thread, batch 1, 5 interleaved rounds); every record keeps the
+    CPU model, versions and settings, and the latency tables say where and when they were measured.
+    About 15 minutes on 2 cores. Pass --fresh to drop earlier results instead of resuming.
     """
     session.install("-e", ".")
+    if "--fresh" in session.posargs:
+        session.run("rm", "-rf", RESULTS, external=True)
     session.run("lsbench", "table", "--deterministic")
-    session.run("lsbench", "profile", "--models", "lsnet,efficientvit,repvit_m0_9,repvit_m1_1,mobilenetv3",
-                "--metrics", "latency", "--repeats", "30", "--warmup", "5", "--out", "reports/results")
-    session.run("lsbench", "table", "--results", "reports/results")
-    session.run("lsbench", "pareto", "--results", "reports/results", "--device", "cpu")
+    session.run("lsbench", "profile", "--models", PAPER_MODELS, "--out", RESULTS, "--format", "md")
+    session.run("lsbench", "profile", "--models", PAPER_MODELS, "--device", "onnxruntime", "--metrics", "latency",
+                "--out", RESULTS, "--format", "md")
+    session.run("lsbench", "table", "--results", RESULTS, "--cpu", "cpu", "--mobile", "onnxruntime")
+    session.run("lsbench", "pareto", "--results", RESULTS, "--device", "cpu")
+    session.run("lsbench", "pareto", "--results", RESULTS, "--device", "onnxruntime")
     session.run("lsbench", "pareto", "--reported", "--device", "NVIDIA RTX 3090")
+    session.run("lsbench", "pareto", "--reported", "--device", "NVIDIA H200", "--protocol", "lsnet_short")

@@ -390,7 +390,7 @@ def pareto(results: Path = typer.Option(Path("results"), "--results", help="resu
                 extra = reported_pareto_frame(points.attrs["device"], metric, models=names)
             except ZooError:
                 extra = None
-        paths = plot_pareto(points, metric, device, None, out, source="measured", overlay=extra, models=names)
+        paths = plot_pareto(frame, metric, device, None, out, source="measured", overlay=extra, models=names)
     console.print("written: " + ", ".join(str(p) for p in paths))
 
 

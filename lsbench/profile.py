@@ -158,13 +158,17 @@ def _time_runtime(name: str, settings: ProfileSettings, checkpoint: str | None) 
     model = _build(name, checkpoint, fused=True)
     with tempfile.TemporaryDirectory(prefix="lsbench-export-") as tmp:
         exported = export_model(model, name, RUNTIMES[settings.device], tmp, input_size=size, check=True)
-        samples, info = time_artifact(exported.path, size, threads=settings.threads, warmup=settings.warmup,
-                                      repeats=settings.repeats, warmup_s=settings.warmup_s,
-                                      measure_s=settings.measure_s)
+        samples: list[float] = []
+        for _ in range(settings.rounds):  # a fresh runtime session per round, as eager rebuilds the model
+            chunk, info = time_artifact(exported.path, size, threads=settings.threads, warmup=settings.warmup,
+                                        repeats=settings.repeats, warmup_s=settings.warmup_s,
+                                        measure_s=settings.measure_s)
+            samples += chunk
     export = {k: v for k, v in exported.as_dict().items() if k != "path"}
     form = {"fused": True, "dtype": "fp32", "exported": RUNTIMES[settings.device],
             "weights": checkpoint or "random init (seed 0)"}
-    return samples, {"runtime": info, "export": export, "form": form, "resolution": size[-1]}
+    return samples, {"runtime": info, "export": export, "form": form, "resolution": size[-1],
+                     "rounds": settings.rounds}
 
 
 def _timed_records(name: str, settings: ProfileSettings, fp: dict, samples: list[float],

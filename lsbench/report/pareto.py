@@ -80,9 +80,11 @@ def _matches(value: Any, device: str) -> bool:
 
 def _settings_text(signature: str, preset: Any) -> str:
     settings = json.loads(signature) if signature else {}
-    keep = ("device", "batch", "dtype", "amp", "fused", "threads", "channels_last", "compile", "jit_trace")
+    keep = ("device", "batch", "dtype", "threads", "rounds")
+    flags = ("amp", "fused", "channels_last", "compile", "jit_trace")  # named only when on
     parts = [f"preset {preset}"] if isinstance(preset, str) else []
     parts += [f"{k}={settings[f'settings_{k}']}" for k in keep if f"settings_{k}" in settings]
+    parts += [k for k in flags if settings.get(f"settings_{k}") is True]
     return ", ".join(parts) or "unknown settings"
 
 
@@ -373,7 +375,8 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
         src = "measured" if source == "measured" else "published"
         ax.set_xlabel(f"{what} on {device} ({unit}, {stat}{src}; {direction})")
         ax.set_ylabel("ImageNet-1K top-1 (%, published)")
-        ax.set_title(title or f"Top-1 vs {x_metric} on {device}\n{protocol_label}", fontsize=11)
+        subtitle = textwrap.fill(str(protocol_label), width=100)
+        ax.set_title(title or f"Top-1 vs {x_metric} on {device}\n{subtitle}", fontsize=11)
         handles = []
         for family in families:
             color, marker = styles[family]

@@ -245,6 +245,8 @@ def _runtime(frame: pd.DataFrame) -> pd.Series:
     runtime, device = _col(frame, "extra_runtime"), _col(frame, "settings_device")
     out = []
     for r, d in zip(runtime, device):
+        if isinstance(r, dict):  # lsbench.mobile.runtime_info(): the name is under "runtime"
+            r = r.get("runtime")
         if not _missing(r) and str(r).lower() not in _EAGER:
             out.append(str(r))
         elif isinstance(d, str) and d not in ("cpu", "cuda") and not d.startswith("cuda"):
