@@ -17,6 +17,8 @@ from lsbench.counting import (COUNTERS, FlopCount, count_flops, count_params, fl
 from lsbench.errors import LsbenchError
 from zoo.ska import SKA, ska
 
+from custom_ops import Twice  # noqa: E402  (tests/custom_ops.py: an op no counter knows)
+
 
 def macs(model, input_size, **kw) -> dict[str, int]:
     return {c.counter: c.total for c in count_flops(model, input_size, **kw)}
@@ -142,21 +144,6 @@ def test_torch_lists_attention_without_formula(monkeypatch):
     monkeypatch.setattr(counting, "_torch_custom_mapping", lambda: {})
     c = by_counter(SDPA(), ATTN_SHAPE, counters="torch")["torch"]
     assert c.total == 0 and c.unsupported == {"aten::_scaled_dot_product_flash_attention_for_cpu": 1}
-
-
-@torch.library.custom_op("lsbench_test::twice", mutates_args=())
-def _twice(x: torch.Tensor) -> torch.Tensor:
-    return x * 2
-
-
-@_twice.register_fake
-def _(x):
-    return torch.empty_like(x)
-
-
-class Twice(nn.Module):
-    def forward(self, x):
-        return torch.ops.lsbench_test.twice(x)
 
 
 def test_custom_op_without_formula_is_listed_by_torch_and_fvcore():

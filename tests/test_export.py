@@ -12,6 +12,8 @@ from torch import nn
 from lsbench import export as lx
 from lsbench import mobile
 from lsbench.errors import LsbenchError
+
+import custom_ops  # noqa: F401  (tests/custom_ops.py registers lsbench_test::twice)
 from lsbench.export import DEFAULT_TOL, export_model
 from zoo.ska import SKA
 
@@ -153,16 +155,6 @@ def test_bad_arguments(tmp_path, kwargs, message):
 def test_training_mode_model_is_refused(tmp_path):
     with pytest.raises(LsbenchError, match="training mode"):
         export_model(tiny_conv().train(), "tiny", "onnx", tmp_path, TINY)
-
-
-@torch.library.custom_op("lsbench_test::twice", mutates_args=())
-def _twice(x: torch.Tensor) -> torch.Tensor:
-    return x * 2
-
-
-@_twice.register_fake
-def _(x):
-    return torch.empty_like(x)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", pytest.param("pte", marks=needs_executorch)])

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .ska import SKA
 
 __all__ = ["ConvBN", "BNLinear", "Residual", "FFN", "RepVGGDW", "LKP", "LSConv", "Attention", "Block",
-           "LSNet", "LSNetConfig", "LSNET_CONFIGS", "lsnet_t", "lsnet_s", "lsnet_b"]
+           "StagedBackbone", "LSNet", "LSNetConfig", "LSNET_CONFIGS", "lsnet_t", "lsnet_s", "lsnet_b"]
 
 
 class ConvBN(nn.Sequential):
@@ -233,7 +233,36 @@ class Block(nn.Module):
         return self.ffn(self.se(self.mixer(x)))
 
 
-class LSNet(nn.Module):
+class StagedBackbone(nn.Module):
+    """The feature API shared by LSNet and its inference forms: a ``patch_embed`` stem, then ``stages()``."""
+
+    def stages(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """Feature maps after each of the four stages (strides 8, 16, 32, 64), for dense tasks."""
+        x = self.patch_embed(x)
+        feats = []
+        for stage in self.stages():
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+    def forward_intermediates(self, x: Tensor, indices=None, intermediates_only: bool = False):
+        """timm-style: (final features, [selected stage outputs]); indices default to all four stages."""
+        feats = self.forward_stages(x)
+        keep = range(len(feats)) if indices is None else indices
+        picked = [feats[i] for i in keep]
+        return picked if intermediates_only else (feats[-1], picked)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.patch_embed(x)
+        for stage in self.stages():
+            x = stage(x)
+        return x
+
+
+class LSNet(StagedBackbone):
     """LSNet backbone + classifier. Keyword names match the official constructor.
 
     ``patch_size`` defaults to 8, the stem's real stride, which the official factories pass; it only sets
@@ -296,28 +325,6 @@ class LSNet(nn.Module):
 
     def stages(self) -> list[nn.Sequential]:
         return [self.blocks1, self.blocks2, self.blocks3, self.blocks4]
-
-    def forward_stages(self, x: Tensor) -> list[Tensor]:
-        """Feature maps after each of the four stages (strides 8, 16, 32, 64), for dense tasks."""
-        x = self.patch_embed(x)
-        feats = []
-        for stage in self.stages():
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-    def forward_intermediates(self, x: Tensor, indices=None, intermediates_only: bool = False):
-        """timm-style: (final features, [selected stage outputs]); indices default to all four stages."""
-        feats = self.forward_stages(x)
-        keep = range(len(feats)) if indices is None else indices
-        picked = [feats[i] for i in keep]
-        return picked if intermediates_only else (feats[-1], picked)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.patch_embed(x)
-        for stage in self.stages():
-            x = stage(x)
-        return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)

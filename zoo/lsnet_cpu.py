@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .lsnet import LKP, Attention, Block, LSConv, LSNet, Residual
+from .lsnet import LKP, Attention, Block, LSConv, LSNet, Residual, StagedBackbone
 from .ska import ska
 
 __all__ = ["optimize_for_inference", "compile_for_inference", "ska_decomposition", "LSNetCPU", "mkldnn_available"]
@@ -308,7 +308,7 @@ class AttentionBlockCPU(nn.Module):
         return self.ffn(_nchw(self.proj.rows(out, rows), b, h, w))
 
 
-class LSNetCPU(nn.Module):
+class LSNetCPU(StagedBackbone):
     """The CPU inference form of an :class:`~zoo.lsnet.LSNet` (see the module docstring).
 
     Same call API as LSNet for inference: ``forward``, ``forward_features``, ``forward_stages``,
@@ -364,26 +364,6 @@ class LSNetCPU(nn.Module):
 
     def stages(self) -> list[nn.Sequential]:
         return list(self.blocks)
-
-    def forward_stages(self, x: Tensor) -> list[Tensor]:
-        x = self.patch_embed(x)
-        feats = []
-        for stage in self.blocks:
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-    def forward_intermediates(self, x: Tensor, indices=None, intermediates_only: bool = False):
-        feats = self.forward_stages(x)
-        keep = range(len(feats)) if indices is None else indices
-        picked = [feats[i] for i in keep]
-        return picked if intermediates_only else (feats[-1], picked)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.patch_embed(x)
-        for stage in self.blocks:
-            x = stage(x)
-        return x
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = x.mean((2, 3))

@@ -21,7 +21,8 @@ __all__ = ["CMAP", "plot_erf", "plot_erf_comparison", "provenance_line"]
 CMAP = "RdYlGn"
 
 
-def _figure_paths(path: str | Path) -> list[Path]:
+def figure_paths(path: str | Path) -> list[Path]:
+    """``path`` as a .png and an .svg (a .png/.svg suffix is replaced), its directory created."""
     p = Path(path)
     if p.suffix.lower() in (".png", ".svg"):
         p = p.with_suffix("")
@@ -33,7 +34,7 @@ def _figure_paths(path: str | Path) -> list[Path]:
 
 
 def _save(fig, path: str | Path) -> list[Path]:
-    paths = _figure_paths(path)
+    paths = figure_paths(path)
     try:
         for p in paths:
             fig.savefig(p, dpi=150 if p.suffix == ".png" else None, bbox_inches="tight")

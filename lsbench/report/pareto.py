@@ -20,6 +20,7 @@ import pandas as pd
 import zoo
 from lsbench.errors import LsbenchError
 
+from .erf_plots import figure_paths
 from .tables import _col, _hardware, _measured, _newest, _runtime, _where, settings_signature
 
 __all__ = ["pareto_frontier", "measured_points", "reported_pareto_frame", "plot_pareto", "POINT_COLUMNS",
@@ -211,17 +212,12 @@ def _is_points(frame: pd.DataFrame) -> bool:
 
 
 def _figure_paths(path: str | Path, metric: str, device: str) -> list[Path]:
+    """A directory gets ``pareto_<metric>_<device>.png/.svg`` in it; anything else is a file stem."""
     p = Path(path)
     if p.is_dir() or str(path).endswith(("/", "\\")):
         slug = re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
         p = p / f"pareto_{metric}_{slug}"
-    elif p.suffix.lower() in (".png", ".svg"):
-        p = p.with_suffix("")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LsbenchError(f"cannot create directory {p.parent}: {exc.strerror}") from None
-    return [p.with_name(p.name + ".png"), p.with_name(p.name + ".svg")]
+    return figure_paths(p)
 
 
 def _check_points(points: pd.DataFrame, device: str | None, what: str) -> None:
