@@ -90,8 +90,8 @@ def test_paper_presets_hold_the_published_protocols():
     assert timm.cudnn_benchmark and timm.tf32 and not timm.fused
 
     cpu = get_preset("cpu")
-    assert (cpu.device, cpu.batch, cpu.dtype, cpu.threads, cpu.warmup, cpu.repeats, cpu.fused) == (
-        "cpu", 1, "fp32", 1, 20, 100, True)
+    assert (cpu.device, cpu.batch, cpu.dtype, cpu.threads, cpu.warmup, cpu.repeats, cpu.rounds, cpu.fused) == (
+        "cpu", 1, "fp32", 1, 10, 60, 5, True)
     assert all(p.preset == name for name, p in PRESETS.items())
 
 
