@@ -163,77 +163,72 @@ def _check_shape(expected: Sequence[Any], size: tuple[int, ...], path: Path) -> 
 
 # --------------------------------------------------------------------------- timers
 
-def time_onnxruntime(
-    path: str | os.PathLike,
-    input_size: Sequence[int] = (1, 3, 224, 224),
-    threads: int = 1,
-    warmup: int = 20,
-    repeats: int = 100,
-    *,
-    warmup_s: float | None = None,
-    measure_s: float | None = None,
-    seed: int = 0,
-) -> list[float]:
-    """Seconds per ``session.run`` of an ``.onnx`` model (settings: see the module docstring)."""
-    size = _check_input_size(input_size)
+@contextlib.contextmanager
+def _onnxruntime_call(path: Path, size: tuple[int, ...], threads: int, seed: int):
     sess, _ = onnxruntime_session(path, threads)
     inp = sess.get_inputs()[0]
-    _check_shape(inp.shape, size, Path(path))
+    _check_shape(inp.shape, size, path)
     feed = {inp.name: parity_input(size, seed).numpy()}
     run = sess.run
-    return time_cpu(lambda: run(None, feed), warmup=warmup, repeats=repeats, warmup_s=warmup_s, measure_s=measure_s)
+    yield lambda: run(None, feed)
 
 
-def time_executorch(
-    path: str | os.PathLike,
-    input_size: Sequence[int] = (1, 3, 224, 224),
-    threads: int = 1,
-    warmup: int = 20,
-    repeats: int = 100,
-    *,
-    warmup_s: float | None = None,
-    measure_s: float | None = None,
-    seed: int = 0,
-) -> list[float]:
-    """Seconds per ``forward.execute`` of a ``.pte`` program with an XNNPACK threadpool of ``threads``."""
-    size = _check_input_size(input_size)
-    x = parity_input(size, seed)
+@contextlib.contextmanager
+def _executorch_call(path: Path, size: tuple[int, ...], threads: int, seed: int):
+    args = [parity_input(size, seed)]
     with executorch_method(path, threads) as (method, _):
-        _check_shape(method.metadata.input_tensor_meta(0).sizes(), size, Path(path))
+        _check_shape(method.metadata.input_tensor_meta(0).sizes(), size, path)
         execute = method.execute
-        args = [x]
-        return time_cpu(lambda: execute(args), warmup=warmup, repeats=repeats, warmup_s=warmup_s,
-                        measure_s=measure_s)
+        yield lambda: execute(args)
 
 
-def time_litert(
-    path: str | os.PathLike,
-    input_size: Sequence[int] = (1, 3, 224, 224),
-    threads: int = 1,
-    warmup: int = 20,
-    repeats: int = 100,
-    *,
-    warmup_s: float | None = None,
-    measure_s: float | None = None,
-    seed: int = 0,
-) -> list[float]:
-    """Seconds per ``invoke()`` of a ``.tflite`` model in the LiteRT interpreter (``num_threads=threads``)."""
-    size = _check_input_size(input_size)
+@contextlib.contextmanager
+def _litert_call(path: Path, size: tuple[int, ...], threads: int, seed: int):
     interp, _ = litert_interpreter(path, threads)
     inp = interp.get_input_details()[0]
-    _check_shape([int(s) for s in inp["shape"]], size, Path(path))
+    _check_shape([int(s) for s in inp["shape"]], size, path)
     interp.set_tensor(inp["index"], parity_input(size, seed).numpy())
-    return time_cpu(interp.invoke, warmup=warmup, repeats=repeats, warmup_s=warmup_s, measure_s=measure_s)
+    yield interp.invoke
 
 
-_TIMERS = {"onnx": time_onnxruntime, "pte": time_executorch, "tflite": time_litert}
+_CALLS = {"onnx": _onnxruntime_call, "pte": _executorch_call, "tflite": _litert_call}
+
+
+def _time_runtime(fmt: str, path: str | os.PathLike, input_size: Sequence[int], threads: int, warmup: int,
+                  repeats: int, warmup_s: float | None, measure_s: float | None, seed: int) -> list[float]:
+    """Per-call seconds of one inference in the runtime of ``fmt``, on the seeded parity input."""
+    size = _check_input_size(input_size)
+    with _CALLS[fmt](Path(path), size, threads, seed) as call:
+        return time_cpu(call, warmup=warmup, repeats=repeats, warmup_s=warmup_s, measure_s=measure_s)
+
+
+def time_onnxruntime(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 224, 224), threads: int = 1,
+                     warmup: int = 20, repeats: int = 100, *, warmup_s: float | None = None,
+                     measure_s: float | None = None, seed: int = 0) -> list[float]:
+    """Seconds per ``session.run`` of an ``.onnx`` model (settings: see the module docstring)."""
+    return _time_runtime("onnx", path, input_size, threads, warmup, repeats, warmup_s, measure_s, seed)
+
+
+def time_executorch(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 224, 224), threads: int = 1,
+                    warmup: int = 20, repeats: int = 100, *, warmup_s: float | None = None,
+                    measure_s: float | None = None, seed: int = 0) -> list[float]:
+    """Seconds per ``forward.execute`` of a ``.pte`` program with an XNNPACK threadpool of ``threads``."""
+    return _time_runtime("pte", path, input_size, threads, warmup, repeats, warmup_s, measure_s, seed)
+
+
+def time_litert(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 224, 224), threads: int = 1,
+                warmup: int = 20, repeats: int = 100, *, warmup_s: float | None = None,
+                measure_s: float | None = None, seed: int = 0) -> list[float]:
+    """Seconds per ``invoke()`` of a ``.tflite`` model in the LiteRT interpreter (``num_threads=threads``)."""
+    return _time_runtime("tflite", path, input_size, threads, warmup, repeats, warmup_s, measure_s, seed)
 
 
 def time_artifact(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 224, 224), threads: int = 1,
-                  warmup: int = 20, repeats: int = 100, **kwargs: Any) -> tuple[list[float], dict[str, Any]]:
+                  warmup: int = 20, repeats: int = 100, *, warmup_s: float | None = None,
+                  measure_s: float | None = None, seed: int = 0) -> tuple[list[float], dict[str, Any]]:
     """(per-call seconds, :func:`runtime_info`) for an artifact, the runtime picked by its suffix."""
     fmt = format_of(path)
-    if fmt not in _TIMERS:
+    if fmt not in _CALLS:
         raise LsbenchError(f"no on-host runtime times {fmt} artifacts (Core ML runs only on Apple devices)")
     info = runtime_info(fmt, threads)
-    return _TIMERS[fmt](path, input_size, threads, warmup, repeats, **kwargs), info
+    return _time_runtime(fmt, path, input_size, threads, warmup, repeats, warmup_s, measure_s, seed), info
