@@ -80,19 +80,15 @@ def _print_frame(frame, fmt: str, title: str | None = None) -> None:
 
 
 def _cell(value) -> str:
-    if value is None or value is pd_na() or (isinstance(value, float) and value != value):
+    import pandas as pd
+
+    if pd.api.types.is_scalar(value) and pd.isna(value):
         return "-"
     if isinstance(value, int) and abs(value) >= 100_000:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
-
-
-def pd_na():
-    import pandas as pd
-
-    return pd.NA
 
 
 def _check_format(fmt: str) -> str:

@@ -202,6 +202,19 @@ def _window_open(samples: list[float], total: float, repeats: int, measure_s: fl
     return len(samples) < repeats or (measure_s is not None and total < measure_s)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Collect garbage now, then keep the collector off so that no pause lands inside one sample."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def time_cpu(
     fn: Callable[[], Any],
     *,
@@ -220,10 +233,7 @@ def time_cpu(
     _warm_up(fn, warmup, warmup_s)
     samples: list[float] = []
     total = 0.0
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         clock = time.perf_counter_ns
         while _window_open(samples, total, repeats, measure_s):
             start = clock()
@@ -231,9 +241,6 @@ def time_cpu(
             elapsed = (clock() - start) * 1e-9
             samples.append(elapsed)
             total += elapsed
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return samples
 
 
@@ -266,10 +273,7 @@ def time_cuda(
     torch.cuda.synchronize()
     samples: list[float] = []
     total = 0.0
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         while _window_open(samples, total, repeats, measure_s):
             block = 1 if sync_each else repeats
             events = []
@@ -287,7 +291,4 @@ def time_cuda(
                 elapsed = start.elapsed_time(end) * 1e-3  # elapsed_time is in milliseconds
                 samples.append(elapsed)
                 total += elapsed
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return samples
