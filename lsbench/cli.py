@@ -1,28 +1,33 @@
 """The lsbench command line: parses options, calls library functions, prints. No measuring logic here.
 
-Every error a user can cause (``ZooError`` / ``LsbenchError``) is printed as one line on stderr and exits
-with code 2; an interrupted sweep exits 130 after saying where the finished results are.
+Every error a user can cause (``ZooError`` / ``LsbenchError``, and a bad option or argument) is printed as one
+line on stderr and exits with code 2; an interrupted sweep exits 130 after saying where the finished results
+are. Imports of the library happen inside each command, so ``lsbench --help`` starts without torch or timm.
 """
 from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from zoo.errors import ZooError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Honest, reproducible benchmarks of lightweight vision backbones (LSNet and baselines).")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
-FORMATS = ("table", "csv", "json", "md")
+FORMAT_HELP = "table | csv | json | md"
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"error: {' '.join(str(message).split())}", markup=False, highlight=False)
 
 
 def _user_errors(fn):
@@ -33,40 +38,21 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ZooError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            _error_line(str(exc))
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def _split(models: str) -> list[str]:
-    """'a,b' -> [a, b]; 'all' -> the registry; a family name (e.g. 'lsnet') -> its models."""
-    import zoo
-
-    names: list[str] = []
-    for item in (m.strip() for m in models.split(",")):
-        if not item:
-            continue
-        if item == "all":
-            names += zoo.list_models()
-        elif item not in zoo.list_models() and zoo.list_models(family=item):
-            names += zoo.list_models(family=item)
-        else:
-            zoo.get_card(item)
-            names.append(item)
-    if not names:
-        from .errors import LsbenchError
-        raise LsbenchError("no models given")
-    return list(dict.fromkeys(names))
-
-
 def _print_frame(frame, fmt: str, title: str | None = None) -> None:
-    from .report.summary import render
-
+    """A frame on stdout: a rich table for people, csv/json/md text for programs."""
     import pandas as pd
+    from rich.table import Table
+
+    from .report.render import render_frame
 
     if fmt != "table":
-        typer.echo(render(frame, fmt))
+        typer.echo(render_frame(frame, fmt))
         return
     if not console.is_terminal:
         console.width = max(console.width, 200)  # logs and pipes: don't squeeze columns to 80
@@ -91,21 +77,26 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        from .errors import LsbenchError
-        raise LsbenchError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    return fmt
+def _warn_store(store) -> None:
+    """One line when the store held records that could not be read (they are skipped, never fatal)."""
+    warning = store.read_warning() if hasattr(store, "read_warning") else None
+    if warning:
+        err_console.print(warning, markup=False, highlight=False)
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 @app.command("list")
 @_user_errors
 def list_cmd(family: Optional[str] = typer.Option(None, help="only this family (e.g. lsnet, repvit)"),
-             fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+             fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
     """List the registry: every benchmarked model with its parameters and published figures."""
     from .listing import zoo_listing
+    from .options import check_format
 
-    _print_frame(zoo_listing(family), _check_format(fmt), title="lsbench model zoo")
+    _print_frame(zoo_listing(family), check_format(fmt), title="lsbench model zoo")
 
 
 @app.command()
@@ -113,7 +104,8 @@ def list_cmd(family: Optional[str] = typer.Option(None, help="only this family (
 def profile(
     models: str = typer.Option("lsnet_t,repvit_m0_9", "--models", "-m",
                                help="comma-separated names, a family (lsnet, repvit...) or 'all'"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("cpu", help="cpu | cuda (onnxruntime | executorch | litert: --runtime on the cpu)"),
+    runtime: Optional[str] = typer.Option(None, help="eager | onnxruntime | executorch | litert (exported, on the CPU)"),
     preset: Optional[str] = typer.Option(None, help="cpu | lsnet | efficientvit | timm | quick"),
     quick: bool = typer.Option(False, "--quick", help="short windows for smoke runs and CI"),
     batch: Optional[int] = typer.Option(None, help="batch size (default: the preset's)"),
@@ -132,44 +124,47 @@ def profile(
     metrics: str = typer.Option("params,flops,latency", help="any of params, flops, latency"),
     counters: str = typer.Option("fvcore,ptflops,torch", help="FLOP counters to run"),
     out: Path = typer.Option(Path("results"), help="results directory (results.jsonl is appended)"),
-    fmt: str = typer.Option("table", "--format", help="summary format: table | csv | json | md"),
+    fmt: str = typer.Option("table", "--format", help=f"summary format: {FORMAT_HELP}"),
 ) -> None:
-    """Measure params, FLOPs and latency; each finished model is stored at once, reruns resume."""
+    """Measure params, FLOPs and latency; every finished round is stored at once, reruns resume."""
     from .errors import LsbenchError
-    from .profile import job_key, profile_sweep, validate_job
+    from .options import check_format, split_models
+    from .profile import check_host, job_key, profile_sweep, validate_job
     from .report.summary import profile_summary
     from .results import ResultsStore
-    from .settings import get_preset
-    from .settings import quick as quick_settings
+    from .settings import RUNTIMES, resolve_settings
 
-    _check_format(fmt)
-    names = _split(models)
-    overrides = {k: v for k, v in dict(
-        batch=batch, resolution=resolution, dtype=dtype, amp=amp, channels_last=channels_last,
-        compile=compile_, fused=fused, threads=threads, interop_threads=interop_threads,
-        repeats=repeats, warmup=warmup, rounds=rounds).items() if v is not None}
+    check_format(fmt)
+    names = split_models(models)
+    if device in RUNTIMES:  # `--device onnxruntime`: shorthand for the runtime on the host CPU
+        if runtime not in (None, device):
+            raise LsbenchError(f"--device {device} and --runtime {runtime} disagree")
+        device, runtime = "cpu", device
+    cores = None
     if pin_cores:
         try:
-            overrides["pin_cores"] = tuple(int(c) for c in pin_cores.split(","))
+            cores = tuple(int(c) for c in pin_cores.split(","))
         except ValueError:
             raise LsbenchError(f"--pin-cores takes core numbers like 0 or 0,1, got {pin_cores!r}") from None
-    name = preset or ("lsnet" if device == "cuda" else "cpu")
-    base = get_preset(name)
-    if device != base.device:
-        if preset is not None:
-            raise LsbenchError(f"preset {preset!r} runs on {base.device}, not {device}")
-        overrides["device"] = device
-    settings = base.replace(**overrides).validate()
-    if quick:
-        settings = quick_settings(settings)
-    metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
-    counter_list = [c.strip() for c in counters.split(",") if c.strip()]
-    validate_job(metric_list, counter_list)
+    settings = resolve_settings(
+        device, preset, runtime, quick, batch=batch, resolution=resolution, dtype=dtype, amp=amp,
+        channels_last=channels_last, compile=compile_, fused=fused, threads=threads,
+        interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds)
+    metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
+    check_host(settings)
     store = ResultsStore(out)
-    if settings.device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise LsbenchError("device cuda requested but CUDA is not available on this machine")
+    _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep)
+    _warn_store(store)
+    summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))
+    where = settings.device if settings.runtime == "eager" else f"{settings.device} through {settings.runtime}"
+    title = (f"{where}, preset {settings.preset}, batch {settings.batch}, {settings.dtype}, "
+             f"threads {settings.threads}; results in {store.path}")
+    _print_frame(summary, fmt, title=title)
+
+
+def _run_sweep(names, settings, store, metrics, counters, sweep) -> None:
+    """The sweep with a progress bar on stderr; Ctrl-C keeps every finished round and exits 130."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err_console,
@@ -177,20 +172,15 @@ def profile(
     task = progress.add_task("profiling", total=len(names))
     try:
         with progress:
-            profile_sweep(
-                names, settings, store, metric_list, counter_list,
-                on_start=lambda n: progress.update(task, description=f"profiling {n}"),
-                on_done=lambda n, _: progress.advance(task),
-                on_skip=lambda n: (progress.advance(task),
-                                   progress.console.print(f"{n}: already measured with these settings, skipped")),
-            )
+            sweep(names, settings, store, metrics, counters,
+                  on_start=lambda n: progress.update(task, description=f"profiling {n}"),
+                  on_done=lambda n, _: progress.advance(task),
+                  on_skip=lambda n: (progress.advance(task),
+                                     progress.console.print(f"{n}: already measured with these settings, skipped")))
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: finished results are kept in {store.path}; rerun to resume")
+        err_console.print(f"interrupted: every finished round is kept in {store.path}; rerun to resume",
+                          markup=False, highlight=False)
         raise typer.Exit(130) from None
-    summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))
-    title = (f"{settings.device}, preset {settings.preset}, batch {settings.batch}, {settings.dtype}, "
-             f"threads {settings.threads}; results in {store.path}")
-    _print_frame(summary, fmt, title=title)
 
 
 @app.command()
@@ -201,20 +191,14 @@ def flops(model: str = typer.Argument(..., help="model name"),
           by_module: bool = typer.Option(False, "--by-module", help="per-module breakdown (fvcore)"),
           depth: Optional[int] = typer.Option(2, help="module depth of the breakdown"),
           unfused: bool = typer.Option(False, "--unfused", help="count the model as built, not fused"),
-          fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+          fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
     """FLOPs of one model from each counter, with its convention (and a per-module breakdown)."""
-    import zoo
+    from .counting import check_counters, flops_frame, model_flops, module_breakdown
+    from .options import check_format, check_resolution
 
-    from .counting import count_flops, flops_frame, module_breakdown
-    from .errors import LsbenchError
-
-    _check_format(fmt)
-    card = zoo.get_card(model)
-    res = resolution or card.input_size
-    if res < 32:
-        raise LsbenchError(f"resolution must be at least 32, got {res}")
-    built = zoo.create_model(model).eval()
-    counts = count_flops(built, (1, 3, res, res), [c.strip() for c in counters.split(",")], fused=not unfused)
+    check_format(fmt)
+    check_resolution(resolution)
+    counts, res = model_flops(model, check_counters(_split_list(counters)), resolution, fused=not unfused)
     form = "as built" if unfused else "reparameterized"
     _print_frame(flops_frame(counts), fmt, title=f"{model} at {res}x{res}, batch 1, {form}")
     if by_module:
@@ -232,40 +216,20 @@ def erf(models: list[str] = typer.Argument(..., help="one or more model names"),
         device: str = typer.Option("cpu", help="cpu | cuda"),
         seed: int = typer.Option(0, help="seed of model init and image sampling"),
         out: Path = typer.Option(Path("reports/erf"), "--out", help="output directory"),
-        fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+        fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
     """Effective receptive field (RepLKNet method): heat maps, comparison figure, area-ratio table."""
-    from .erf import erf_analysis, load_images
-    from .errors import LsbenchError
-    from .report.erf_plots import plot_erf, plot_erf_comparison
-    from .report.summary import render
+    from .report.erf_plots import erf_report
+    from .options import check_format, check_positive, check_resolution, require_device, split_models
 
-    _check_format(fmt)
-    if size < 32 or num_images < 1:
-        raise LsbenchError(f"--size must be >= 32 and --num-images >= 1, got {size} and {num_images}")
-    if len(models) == 1 and "," in models[0]:
-        models = models[0].split(",")
-    names = _split(",".join(models))
-    if device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise LsbenchError("device cuda requested but CUDA is not available on this machine")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LsbenchError(f"cannot write to {out}: {exc.strerror}") from None
-    batch = load_images(images, num_images=num_images, size=size, seed=seed)
-    weights = {n: checkpoint for n in names}
-    maps, table = erf_analysis(names, batch, weights=weights, stages=stages, seed=seed, device=device)
-    for name in names:
-        final = table[(table["model"] == name) & (table["layer"] == "final")].iloc[0]
-        plot_erf(maps[name]["final"], f"{name} ERF", out / f"erf_{name}", weights=final["weights"],
-                 num_images=len(batch), size=size)
-    if len(names) > 1:
-        plot_erf_comparison(maps, table, out / ("erf_compare_" + "_".join(names)))
-    stem = out / ("erf_ratios_" + "_".join(names))
-    (stem.with_suffix(".csv")).write_text(render(table, "csv"))
-    (stem.with_suffix(".md")).write_text(render(table, "md") + "\n")
-    _print_frame(table, fmt, title=f"ERF area ratios ({len(batch)} images at {size}px); figures in {out}")
+    check_format(fmt)
+    check_resolution(size, "--size")
+    check_positive(num_images, "--num-images")
+    names = split_models(models)
+    require_device(device)
+    table, written = erf_report(names, out, images=images, num_images=num_images, size=size,
+                                checkpoint=checkpoint, stages=stages, device=device, seed=seed)
+    _print_frame(table, fmt, title=f"ERF area ratios ({table['num_images'].iloc[0]} images at {size}px); "
+                                   f"figures in {out}")
 
 
 @app.command("eval")
@@ -280,20 +244,14 @@ def eval_cmd(model: str = typer.Argument(..., help="model name"),
              device: str = typer.Option("cpu", help="cpu | cuda"),
              num_classes: Optional[int] = typer.Option(None, "--num-classes", help="classifier size")) -> None:
     """Top-1/top-5 on an ImageFolder with the official preprocessing (torchrun-ready)."""
-    import zoo
+    from .evaluate import evaluate_model
+    from .options import check_positive, require_device
 
-    from .errors import LsbenchError
-    from .evaluate import evaluate
-
-    if batch_size < 1:
-        raise LsbenchError(f"--batch-size must be at least 1, got {batch_size}")
-    if device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise LsbenchError("device cuda requested but CUDA is not available on this machine")
-    net = zoo.create_model(model, checkpoint=checkpoint, num_classes=num_classes)
-    result = evaluate(net, data, batch_size=batch_size, workers=workers, resize=resize, crop=crop,
-                      interpolation=interpolation, device=device)
+    check_positive(batch_size, "--batch-size")
+    check_positive(num_classes, "--num-classes")
+    require_device(device)
+    result = evaluate_model(model, data, checkpoint=checkpoint, num_classes=num_classes, batch_size=batch_size,
+                            workers=workers, resize=resize, crop=crop, interpolation=interpolation, device=device)
     if result is None:  # a non-zero torchrun rank: rank 0 reports
         return
     weights = str(checkpoint) if checkpoint else "random init"
@@ -314,30 +272,28 @@ def table(results: Path = typer.Option(Path("results"), "--results", help="resul
           check: bool = typer.Option(False, "--check", help="exit 1 when a measured figure misses a published one"),
           check_stale: bool = typer.Option(False, "--check-stale",
                                            help="write nothing; exit 1 when the files in --out are stale"),
-          fmt: str = typer.Option("table", "--format", help="table | csv | json | md")) -> None:
+          fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
     """The paper's comparison table (Markdown, CSV, LaTeX): measured beside published, mismatches flagged."""
-    from .report.tables import (check_table, deterministic_table, paper_table, reported_figure_table,
-                                stale_files, write_table)
-    from .results import ResultsStore
+    from .options import check_format, split_models
+    from .report.flags import check_table
+    from .report.render import stale_files, write_table
+    from .report.tables import table_outputs
+    from .results import open_results
 
-    _check_format(fmt)
-    names = _split(models) if models else None
-    if deterministic:
-        made = deterministic_table(names)
-        outputs = {"deterministic": (made, "lsbench table --deterministic"),
-                   "published_figures": (reported_figure_table(names), "lsbench table --deterministic")}
-    else:
-        if not (results / "results.jsonl").is_file():
-            from .errors import LsbenchError
-            raise LsbenchError(f"no results in {results}: run `lsbench profile --out {results}` first")
-        made = paper_table(ResultsStore(results).frame(), names, gpu=gpu, cpu=cpu, mobile=mobile)
-        outputs = {"paper": (made, f"lsbench table --results {results}")}
+    check_format(fmt)
+    names = split_models(models) if models else None
+    store = None if deterministic else open_results(results)
+    outputs = table_outputs(names, None if store is None else store.frame(), gpu=gpu, cpu=cpu, mobile=mobile,
+                            results_label=str(results))
+    if store is not None:
+        _warn_store(store)
     if check_stale:
         stale = [p for stem, (frame, cmd) in outputs.items() for p in stale_files(frame, out, stem, command=cmd)]
         for path in stale:
-            err_console.print(f"stale: {path} (regenerate with `lsbench table --deterministic`)")
+            err_console.print(f"stale: {path} (regenerate with `lsbench table --deterministic`)", markup=False)
         raise typer.Exit(1 if stale else 0)
     written = [p for stem, (frame, cmd) in outputs.items() for p in write_table(frame, out, stem, command=cmd)]
+    made = next(iter(outputs.values()))[0]
     _print_frame(made, fmt, title=f"written: {', '.join(str(p) for p in written)}")
     if check:
         problems = check_table(made)
@@ -359,34 +315,16 @@ def pareto(results: Path = typer.Option(Path("results"), "--results", help="resu
            models: Optional[str] = typer.Option(None, "--models", "-m"),
            out: Path = typer.Option(Path("reports/figures"), "--out", help="output directory")) -> None:
     """Accuracy against latency or throughput on one device under one protocol, frontier drawn."""
-    from .report.pareto import measured_points, plot_pareto, reported_pareto_frame
-    from .results import ResultsStore
+    from .options import split_models
+    from .report.pareto import pareto_figure
+    from .results import open_results
 
-    from .errors import LsbenchError
-
-    names = _split(models) if models else None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LsbenchError(f"cannot write to {out}: {exc.strerror}") from None
-    if reported:
-        metric = metric or "throughput"
-        points = reported_pareto_frame(device, metric, protocol=protocol, models=names)
-        paths = plot_pareto(points, metric, device, None, out, source="reported", models=names)
-    else:
-        if not (results / "results.jsonl").is_file():
-            from .errors import LsbenchError
-            raise LsbenchError(f"no results in {results}: run `lsbench profile --out {results}` first")
-        metric = metric or "latency"
-        frame = ResultsStore(results).frame()
-        points = measured_points(frame, metric, device, names)
-        extra = None
-        if overlay and points.attrs.get("device"):
-            try:
-                extra = reported_pareto_frame(points.attrs["device"], metric, models=names)
-            except ZooError:
-                extra = None
-        paths = plot_pareto(frame, metric, device, None, out, source="measured", overlay=extra, models=names)
+    names = split_models(models) if models else None
+    store = None if reported else open_results(results)
+    paths = pareto_figure(None if store is None else store.frame(), device, out, metric=metric, overlay=overlay,
+                          protocol=protocol, models=names)
+    if store is not None:
+        _warn_store(store)
     console.print("written: " + ", ".join(str(p) for p in paths))
 
 
@@ -400,31 +338,46 @@ def export(model: str = typer.Argument(..., help="model name"),
            out: Path = typer.Option(Path("exports"), "--out", help="output directory"),
            tol: float = typer.Option(1e-4, help="max error relative to the output scale")) -> None:
     """Write deployable artifacts of the deploy (fused) form, each checked against eager PyTorch."""
-    import zoo
+    from rich.table import Table
 
-    from .errors import LsbenchError
-    from .export import export_model
+    from .export import check_formats, export_registry_model
+    from .options import check_positive, check_resolution
 
-    card = zoo.get_card(model)
-    res = resolution or card.input_size
-    if res < 32 or batch < 1:
-        raise LsbenchError(f"resolution must be >= 32 and batch >= 1, got {res} and {batch}")
-    net = zoo.reparameterize(zoo.create_model(model, checkpoint=checkpoint).eval(), inplace=True)
-    table = Table(title=f"{model} at {res}x{res}, batch {batch}, reparameterized")
+    check_resolution(resolution)
+    check_positive(batch, "batch")
+    fmts = check_formats(_split_list(formats))
+    results, res = export_registry_model(model, fmts, out, resolution=resolution, batch=batch,
+                                         checkpoint=checkpoint, tol=tol)
+    shown = Table(title=f"{model} at {res}x{res}, batch {batch}, reparameterized")
     for col in ("format", "path", "MB", "max rel err", "checked in", "passed"):
-        table.add_column(col)
-    for fmt in [f.strip() for f in formats.split(",") if f.strip()]:
-        result = export_model(net, model, fmt, out, input_size=(batch, 3, res, res), tol=tol)
+        shown.add_column(col)
+    for result in results:
         rel = "-" if result.max_rel_err is None else f"{result.max_rel_err:.2e}"
-        table.add_row(fmt, str(result.path), f"{result.size_bytes / 1e6:.1f}", rel,
+        shown.add_row(result.format, str(result.path), f"{result.size_bytes / 1e6:.1f}", rel,
                       result.check_runtime or (result.check_note or "-"), str(result.passed))
-    console.print(table)
+    console.print(shown)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors are one line and exit 2, like every other user error."""
+    warnings.formatwarning = _one_line_warning
+    try:
+        code = app(args=argv, prog_name="lsbench", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("interrupted", markup=False)
+        code = 130
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "lsbench"
+        _error_line(f"{exc.format_message()} (see `{where} --help`)")
+        code = 2
+    except click.ClickException as exc:
+        _error_line(exc.format_message())
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

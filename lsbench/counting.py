@@ -49,8 +49,9 @@ from zoo.ska import SKA, ska_macs
 
 from .errors import LsbenchError
 
-__all__ = ["FlopCount", "COUNTERS", "CONVENTIONS", "count_params", "param_counts", "reparameterized",
-           "count_flops", "check_counters", "flops_frame", "module_breakdown"]
+__all__ = ["FlopCount", "COUNTERS", "CONVENTIONS", "count_params", "param_counts", "param_counts_meta",
+           "HeadCost", "head_dist_cost", "reparameterized",
+           "count_flops", "model_flops", "check_counters", "flops_frame", "module_breakdown"]
 
 CONVENTIONS: dict[str, str] = {
     "fvcore": "1 multiply-add = 1 flop (the papers' FLOPs/MACs); BN 2*numel, GroupNorm/LayerNorm 5*numel, "
@@ -96,8 +97,35 @@ def reparameterized(model: nn.Module) -> nn.Module:
 
 
 def param_counts(model: nn.Module) -> dict[str, int]:
-    """``{"total": params as given, "fused": params after reparameterize_model}``."""
+    """``{"total": params as given, "fused": params after reparameterize_model}``: the one place where a
+    model's fused parameters are counted (the profile records, the listing and the tables all ask here)."""
     return {"total": count_params(model), "fused": count_params(reparameterized(model))}
+
+
+def param_counts_meta(name: str) -> dict[str, int]:
+    """:func:`param_counts` of registry model ``name`` built on the meta device: exact, no memory, no init."""
+    with torch.device("meta"):
+        return param_counts(zoo.create_model(name).eval())
+
+
+@dataclass(frozen=True)
+class HeadCost:
+    """What a second classifier head (``head_dist`` of the _distill twins) adds after fusing."""
+
+    params: int
+    macs: int
+
+
+def head_dist_cost(name: str) -> HeadCost:
+    """Params and MACs of ``name``'s fused distillation head (``head_dist``; zero without one), counted on
+    the meta device. Papers count one head: the tables compare without it and say so."""
+    with torch.device("meta"):
+        model = reparameterized(zoo.create_model(name).eval())
+    head = getattr(model, "head_dist", None)
+    if head is None:
+        return HeadCost(0, 0)
+    macs = head.in_features * head.out_features if isinstance(head, nn.Linear) else 0
+    return HeadCost(count_params(head), macs)
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
@@ -127,6 +155,16 @@ def count_flops(model: nn.Module, input_size: Sequence[int] | Sequence[Sequence[
                 raise LsbenchError(f"{name} could not count {type(model).__name__}: "
                                    f"{type(e).__name__}: {e}") from e
     return results
+
+
+def model_flops(name: str, counters: Iterable[str] | str = COUNTERS, resolution: int | None = None,
+                fused: bool = True) -> tuple[list[FlopCount], int]:
+    """(counts, resolution) of registry model ``name`` at batch 1 and ``resolution`` (default: the card's
+    input size), fused unless ``fused=False``, from a seeded random init."""
+    res = zoo.get_card(name).input_size if resolution is None else resolution
+    torch.manual_seed(0)
+    model = zoo.create_model(name).eval()
+    return count_flops(model, (1, 3, res, res), counters, fused=fused), res
 
 
 def check_counters(counters: Iterable[str] | str) -> list[str]:

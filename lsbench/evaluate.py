@@ -23,13 +23,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision.datasets import ImageFolder
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
 from lsbench.errors import LsbenchError
+from lsbench.progress import progress_bar
 
 __all__ = ["IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD", "INTERPOLATIONS", "SafeImageFolder", "build_transform",
-           "evaluate"]
+           "evaluate", "evaluate_model"]
 
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
 
@@ -81,13 +82,6 @@ def _collate(batch):
     else:
         xs, ys = None, None
     return xs, ys, errors
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    disable=not enabled, transient=True)
 
 
 def _distributed_setup(device: torch.device):
@@ -149,7 +143,7 @@ def evaluate(model: nn.Module, data_dir: str | Path, batch_size: int = 64, worke
         model = model.to(device).eval()
         counts = torch.zeros(3, dtype=torch.long)  # correct top-1, correct top-k, n
         errors: list[tuple[str, str]] = []
-        with torch.inference_mode(), _progress(progress and rank == 0) as bar:
+        with torch.inference_mode(), progress_bar(progress and rank == 0) as bar:
             task = bar.add_task(f"evaluating {root.name or root}", total=len(loader))
             for xs, ys, errs in loader:
                 errors.extend(errs)
@@ -195,3 +189,22 @@ def evaluate(model: nn.Module, data_dir: str | Path, batch_size: int = 64, worke
         warnings.warn(f"skipped {len(errors)} unreadable image file(s): {shown}{more}", stacklevel=2)
     skipped = [p for p, _ in errors]
     return {"top1": correct1 / n, "top5": correctk / n, "n": n, "skipped": skipped}
+
+
+def evaluate_model(name: str, data_dir: str | Path, checkpoint: str | Path | None = None,
+                   num_classes: int | None = None, **options) -> dict | None:
+    """Build registry model ``name`` (with ``checkpoint`` loaded strictly) and :func:`evaluate` it.
+
+    A checkpoint whose classifier does not fit ``num_classes`` is refused here: scoring a random head
+    would report chance accuracy as a result."""
+    import zoo
+
+    if num_classes is not None and num_classes < 1:
+        raise LsbenchError(f"--num-classes must be at least 1, got {num_classes}")
+    model = zoo.create_model(name, checkpoint=checkpoint, num_classes=num_classes)
+    dropped = (getattr(model, "lsbench_checkpoint", None) or {}).get("dropped_classifier")
+    if dropped:
+        raise LsbenchError(f"{checkpoint}: its classifier ({dropped[0]}) does not fit the model's "
+                           f"{model.num_classes} classes, so the model would be scored with a random head; "
+                           f"pass the checkpoint's class count with --num-classes")
+    return evaluate(model, data_dir, **options)

@@ -40,7 +40,6 @@ import hashlib
 import io
 import os
 import re
-import sys
 import time
 import warnings
 from collections import Counter
@@ -52,41 +51,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsbench.errors import LsbenchError
+from zoo.checkpoint import sha256_of
+
+from lsbench.errors import LsbenchError, one_line
+from lsbench.runtimes import FORMATS, SUFFIXES, can_run, check_input_size, open_runner, parity_input, require
 
 __all__ = ["FORMATS", "SUFFIXES", "ONNX_OPSET", "DEFAULT_TOL", "ExportResult", "export_model", "artifact_digest",
-           "parity_input", "compare_outputs", "require"]
+           "compare_outputs"]
 
-FORMATS = ("onnx", "pte", "tflite", "coreml")
-SUFFIXES = {"onnx": ".onnx", "pte": ".pte", "tflite": ".tflite", "coreml": ".mlpackage"}
 ONNX_OPSET = 20
 TORCHSCRIPT_OPSET = 17
 ONNX_EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_TOL = 1e-4
 _SCALE_FLOOR = 1e-12
-
-# Import name -> (what it is needed for, how to get it). onnx/onnxruntime are core dependencies.
-_EXTRAS = {
-    "onnx": ("ONNX export", "reinstall lsbench (onnx is a core dependency)"),
-    "onnxruntime": ("the ONNX runtime", "reinstall lsbench (onnxruntime is a core dependency)"),
-    "executorch": ("ExecuTorch (.pte) export and runtime", "install lsbench[mobile]"),
-    "litert_torch": ("TFLite export", "install lsbench[litert]"),
-    "ai_edge_litert": ("the LiteRT (TFLite) runtime", "install lsbench[litert]"),
-    "coremltools": ("Core ML export", "install lsbench[coreml]"),
-}
-
-
-def require(module: str):
-    """Import an optional dependency or raise a one-line LsbenchError saying which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        top = module.split(".")[0]
-        purpose, hint = _EXTRAS.get(top, (module, f"install {top}"))
-        raise LsbenchError(f"{purpose} needs the '{top}' package, which cannot be imported "
-                           f"({_one_line(exc)}): {hint}") from None
 
 
 @dataclass(frozen=True)
@@ -126,34 +103,11 @@ class ExportResult:
 
 # --------------------------------------------------------------------------- helpers
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """First non-empty line of an exception message, ANSI colours stripped, truncated."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
-    try:
-        size = tuple(int(s) for s in input_size)
-    except (TypeError, ValueError):
-        raise LsbenchError(f"input_size must be a sequence of ints, got {input_size!r}") from None
-    if len(size) != 4 or any(s < 1 for s in size):
-        raise LsbenchError(f"input_size must be 4 positive ints (batch, channels, height, width), got {size}")
-    return size
-
-
 def _safe_name(name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._")
     if not stem:
         raise LsbenchError(f"cannot make a file name from model name {name!r}")
     return stem
-
-
-def parity_input(input_size: Sequence[int], seed: int = 0) -> torch.Tensor:
-    """The seeded standard-normal fp32 input used by the parity check (and the mobile timers)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(_check_input_size(input_size), generator=gen, dtype=torch.float32)
 
 
 def _flatten(out: Any) -> list[np.ndarray]:
@@ -195,12 +149,9 @@ def artifact_digest(path: str | Path) -> tuple[int, str]:
     relative-path order, the POSIX relative path, a NUL byte and the file's bytes.
     """
     p = Path(path)
-    h = hashlib.sha256()
     if p.is_file():
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return p.stat().st_size, h.hexdigest()
+        return p.stat().st_size, sha256_of(p)
+    h = hashlib.sha256()
     if not p.is_dir():
         raise LsbenchError(f"no artifact at {p}")
     total = 0
@@ -321,47 +272,7 @@ def _export_coreml(model, x, path: Path) -> tuple[str, dict]:
     return f"coremltools {ct.__version__} mlprogram fp32 (torch {torch.__version__})", {}
 
 
-# --------------------------------------------------------------------------- artifact runners
-
-def _run_onnx(path: Path, x: torch.Tensor) -> tuple[list[np.ndarray], str]:
-    from lsbench.mobile import onnxruntime_session
-
-    sess, version = onnxruntime_session(path, threads=1)
-    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
-    return out, f"onnxruntime {version}"
-
-
-def _run_pte(path: Path, x: torch.Tensor) -> tuple[list, str]:
-    from lsbench.mobile import executorch_method
-
-    with executorch_method(path, threads=None) as (method, version):
-        out = [o.clone() if isinstance(o, torch.Tensor) else o for o in method.execute([x])]
-    return out, f"executorch {version}"
-
-
-def _run_tflite(path: Path, x: torch.Tensor) -> tuple[list[np.ndarray], str]:
-    from lsbench.mobile import litert_interpreter
-
-    interp, version = litert_interpreter(path, threads=1)
-    inp = interp.get_input_details()[0]
-    interp.set_tensor(inp["index"], x.numpy().reshape(inp["shape"]))
-    interp.invoke()
-    return [interp.get_tensor(o["index"]) for o in interp.get_output_details()], f"ai_edge_litert {version}"
-
-
-def _run_coreml(path: Path, x: torch.Tensor) -> tuple[list[np.ndarray], str] | None:
-    if sys.platform != "darwin":
-        return None
-    import coremltools as ct
-
-    mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
-    name = mlmodel.get_spec().description.input[0].name
-    out = mlmodel.predict({name: x.numpy()})
-    return [np.asarray(out[k]) for k in sorted(out)], f"coremltools {ct.__version__} (Core ML, CPU only)"
-
-
 _EXPORTERS = {"onnx": _export_onnx, "pte": _export_pte, "tflite": _export_tflite, "coreml": _export_coreml}
-_RUNNERS = {"onnx": _run_onnx, "pte": _run_pte, "tflite": _run_tflite, "coreml": _run_coreml}
 
 
 # --------------------------------------------------------------------------- public entry point
@@ -391,7 +302,7 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise LsbenchError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    size = _check_input_size(input_size)
+    size = check_input_size(input_size)
     if not (tol > 0):
         raise LsbenchError(f"tol must be positive, got {tol}")
     _check_model(model)
@@ -425,7 +336,7 @@ def export_model(
     except LsbenchError:
         raise
     except Exception as exc:  # exporters raise anything; the user gets one line
-        raise LsbenchError(f"{name}: {fmt} export failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise LsbenchError(f"{name}: {fmt} export failed: {type(exc).__name__}: {one_line(exc)}") from exc
     export_s = time.perf_counter() - start
     nbytes, digest = artifact_digest(path)
 
@@ -434,18 +345,19 @@ def export_model(
     if not check:
         return ExportResult(checked=False, max_abs_err=None, max_rel_err=None, output_scale=None, passed=None,
                             check_note="parity check not requested", **common)
+    reason = can_run(fmt)
+    if reason:
+        return ExportResult(checked=False, max_abs_err=None, max_rel_err=None, output_scale=None, passed=None,
+                            check_note=reason, **common)
     try:
-        ran = _RUNNERS[fmt](path, x)
+        # threads=None: the parity run leaves ExecuTorch's process-wide threadpool as the timer set it
+        with open_runner(fmt, path, threads=None if fmt == "pte" else 1, input_size=size) as (call, runtime):
+            actual = [o.clone() if isinstance(o, torch.Tensor) else o for o in call(x)]
     except LsbenchError:
         raise
     except Exception as exc:
         raise LsbenchError(f"{name}: the exported {fmt} artifact failed to run: {type(exc).__name__}: "
-                           f"{_one_line(exc)}") from exc
-    if ran is None:
-        return ExportResult(checked=False, max_abs_err=None, max_rel_err=None, output_scale=None, passed=None,
-                            check_note=f"Core ML predictions need macOS; parity not checked on {sys.platform}",
-                            **common)
-    actual, runtime = ran
+                           f"{one_line(exc)}") from exc
     max_abs, max_rel, scale = compare_outputs(reference, actual)
     result = ExportResult(checked=True, max_abs_err=max_abs, max_rel_err=max_rel, output_scale=scale,
                           passed=bool(max_rel <= tol), check_runtime=runtime, **common)
@@ -455,3 +367,28 @@ def export_model(
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
+
+
+def check_formats(formats: Sequence[str]) -> list[str]:
+    """Every requested format known (checked before anything is written), at least one, no repeats."""
+    formats = list(dict.fromkeys(f.strip() for f in formats if f.strip()))
+    if not formats:
+        raise LsbenchError(f"no export format given; choose from {', '.join(FORMATS)}")
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise LsbenchError(f"unknown export format '{unknown[0]}'; choose one of {', '.join(FORMATS)}")
+    return formats
+
+
+def export_registry_model(name: str, formats: Sequence[str], out_dir: str | os.PathLike,
+                          resolution: int | None = None, batch: int = 1, checkpoint: str | os.PathLike | None = None,
+                          tol: float = DEFAULT_TOL) -> tuple[list[ExportResult], int]:
+    """Build registry model ``name`` (``checkpoint`` loaded, else seeded random init), reparameterize it, and
+    export it in every format of ``formats``; returns (results, resolution)."""
+    import zoo
+
+    formats = check_formats(formats)
+    res = zoo.get_card(name).input_size if resolution is None else resolution
+    torch.manual_seed(0)
+    net = zoo.reparameterize(zoo.create_model(name, checkpoint=checkpoint).eval(), inplace=True)
+    return [export_model(net, name, fmt, out_dir, input_size=(batch, 3, res, res), tol=tol) for fmt in formats], res

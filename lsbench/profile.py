@@ -1,14 +1,23 @@
-"""Profile a model: params, FLOPs and latency under one recorded :class:`ProfileSettings`.
+"""Profile models: params, FLOPs and latency under one recorded :class:`ProfileSettings`.
 
-Each job is a function of (model name, settings) returning tidy :class:`Record` s; nothing here prints,
-saves or plots. :func:`profile_sweep` runs many models through the resumable results store.
+There is one timing path. :func:`profile_sweep` times the pending models in ``settings.rounds`` interleaved
+rounds (the model order rotating each round; ``rounds=1`` is the same loop with one round), each round on a
+fresh build (eager) or a fresh runtime session (an exported artifact), and stores every finished round at
+once as a ``latency_round`` record. A model's result (counts, pooled latency and throughput) is stored as one
+batch right after its last round. A sweep killed at any moment therefore loses at most the round in progress;
+the rerun measures only the missing rounds, with identical settings, and pools them with the stored ones.
+
+Nothing here prints, saves figures or plots; callbacks tell a caller what is happening.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import statistics
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,18 +25,24 @@ from torch import Tensor, nn
 
 import zoo
 
-from .counting import COUNTERS, check_counters, count_flops, count_params
+from .counting import COUNTERS, check_counters, count_flops, param_counts
 from .env import fingerprint, gpu_telemetry
 from .errors import LsbenchError
-from .results import Record, ResultsStore, run_sweep
-from .settings import RUNTIMES, ProfileSettings
+from .options import check_pin_cores, check_threads, require_device
+from .results import Record, ResultsStore
+from .settings import EAGER, RUNTIMES, ProfileSettings
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
-__all__ = ["PreparedModel", "prepare", "count_records", "latency_records", "profile_model", "profile_sweep",
-           "METRICS"]
+__all__ = ["PreparedModel", "prepare", "count_records", "profile_sweep", "job_key", "validate_job",
+           "check_host", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
+#: one finished timing round of one model (its samples in ``extra["samples_s"]``)
+ROUND_METRIC = "latency_round"
+#: this process: rounds pooled from several runs (a resumed sweep) say so
+RUN_ID = uuid.uuid4().hex[:12]
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_WEIGHTS = "random init (seed 0)"
 
 
 @dataclass
@@ -45,10 +60,14 @@ def _resolution(name: str, settings: ProfileSettings) -> int:
     return settings.resolution or zoo.get_card(name).input_size
 
 
-def _check_device(settings: ProfileSettings) -> torch.device:
-    if settings.device == "cuda" and not torch.cuda.is_available():
-        raise LsbenchError("device cuda requested but CUDA is not available on this machine")
-    return torch.device("cpu" if settings.device in RUNTIMES else settings.device)
+def check_host(settings: ProfileSettings) -> None:
+    """Refuse, before any work, what this machine cannot honour: a missing CUDA device, more threads than
+    usable cores, pinning to cores the process may not use."""
+    require_device(settings.device)
+    if settings.device == "cpu":
+        check_threads(settings.threads)
+        check_threads(settings.interop_threads, "interop_threads")
+        check_pin_cores(settings.pin_cores)
 
 
 def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
@@ -58,9 +77,9 @@ def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
 
 
 def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None) -> PreparedModel:
-    """Build ``name`` and turn it into the form ``settings`` describe (fused, dtype, layout, compiled)."""
-    settings.validate()
-    device = _check_device(settings)
+    """Build ``name`` and turn it into the eager form ``settings`` describe (fused, dtype, layout, compiled).
+    ``settings`` must be valid (:meth:`ProfileSettings.validate`)."""
+    device = torch.device(settings.device)
     res = _resolution(name, settings)
     model = _build(name, checkpoint, settings.fused).to(device)
     x = torch.randn(settings.batch, 3, res, res, device=device)
@@ -78,7 +97,7 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
     ska_kernel = "triton" if settings.device == "cuda" and zoo.ska.use_triton() else "pytorch"
     form = {"ska_kernel": ska_kernel, "fused": settings.fused, "dtype": settings.dtype, "amp": settings.amp,
             "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
-            "compile": settings.compile, "weights": checkpoint or "random init (seed 0)"}
+            "compile": settings.compile, "weights": checkpoint or _WEIGHTS}
     return PreparedModel(name, runner, x, res, form)
 
 
@@ -101,41 +120,54 @@ def _cuda_flags(settings: ProfileSettings):
          torch.backends.cudnn.allow_tf32) = old
 
 
-def _record(name, metric, value, unit, settings, fp, **kw) -> Record:
-    return Record(model=name, metric=metric, value=value, unit=unit, settings=settings, fingerprint=fp, **kw)
+def _record(name: str, metric: str, value: float, unit: str, settings: ProfileSettings, fp: dict, key: str,
+            **kw) -> Record:
+    return Record(model=name, metric=metric, value=value, unit=unit, settings=settings, fingerprint=fp,
+                  job_key=key, **kw)
 
 
 def count_records(name: str, settings: ProfileSettings, fp: dict, counters: Sequence[str] = COUNTERS,
-                  checkpoint: str | None = None) -> list[Record]:
-    """Params (as built and BN-fused) and FLOPs of the fused model at batch 1 from every counter."""
+                  checkpoint: str | None = None, key: str = "") -> list[Record]:
+    """Params (as built and BN-fused) and, when ``counters`` are given, the FLOPs of the fused model at
+    batch 1 from every counter."""
     res = _resolution(name, settings)
     model = _build(name, checkpoint, fused=False)
-    fused = zoo.reparameterize(model)
+    counts = param_counts(model)
     records = [
-        _record(name, "params", count_params(model), "count", settings, fp, extra={"form": "as built"}),
-        _record(name, "params_fused", count_params(fused), "count", settings, fp,
+        _record(name, "params", counts["total"], "count", settings, fp, key, extra={"form": "as built"}),
+        _record(name, "params_fused", counts["fused"], "count", settings, fp, key,
                 extra={"form": "reparameterized", "method": zoo.registry.REPARAM_METHOD}),
     ]
-    for count in count_flops(fused, (1, 3, res, res), counters):
-        records.append(_record(name, "macs", count.gmacs, "GMac", settings, fp, counter=count.counter,
-                               extra={"convention": count.convention, "resolution": res, "batch": 1,
-                                      "form": "reparameterized", "unsupported": count.unsupported,
-                                      "raw": count.raw, "raw_unit": count.unit}))
+    if counters:
+        for count in count_flops(model, (1, 3, res, res), counters, fused=True):
+            records.append(_record(name, "macs", count.gmacs, "GMac", settings, fp, key, counter=count.counter,
+                                   extra={"convention": count.convention, "resolution": res, "batch": 1,
+                                          "form": "reparameterized", "unsupported": count.unsupported,
+                                          "raw": count.raw, "raw_unit": count.unit}))
     return records
 
 
-def _time(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
+# ----------------------------------------------------------------------------------------- timers
+# A timer is opened once per model and sweep; each call times one round and returns (samples_s, extra).
+
+Timer = Callable[[], "tuple[list[float], dict]"]
+
+
+def _windows(settings: ProfileSettings) -> dict:
+    return dict(warmup=settings.warmup, repeats=settings.repeats, warmup_s=settings.warmup_s,
+                measure_s=settings.measure_s)
+
+
+def _time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
     x = prepared.example
 
     def step():
         return prepared.model(x)
 
-    windows = dict(warmup=settings.warmup, repeats=settings.repeats, warmup_s=settings.warmup_s,
-                   measure_s=settings.measure_s)
     if settings.device == "cuda":
         with _cuda_flags(settings), torch.inference_mode(), _autocast(settings):
             try:
-                samples = time_cuda(step, sync_each=settings.sync_each, **windows)
+                samples = time_cuda(step, sync_each=settings.sync_each, **_windows(settings))
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 raise LsbenchError(f"{prepared.name}: CUDA out of memory at batch {settings.batch}; "
@@ -143,97 +175,86 @@ def _time(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[floa
         return samples, {}
     with cpu_threads(settings.threads, settings.interop_threads, settings.pin_cores) as effective:
         with torch.inference_mode(), _autocast(settings):
-            samples = time_cpu(step, **windows)
+            samples = time_cpu(step, **_windows(settings))
     return samples, {"threads_effective": effective}
 
 
-def _time_runtime(name: str, settings: ProfileSettings, checkpoint: str | None) -> tuple[list[float], dict]:
-    """Export the deploy form to the runtime's format, check it against eager, time it in that runtime."""
+@contextlib.contextmanager
+def _eager_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -> Iterator[Timer]:
+    """Each round re-builds the model: its memory placement (seen to move one model's median by up to 10 %
+    between builds in one process) is averaged over instead of drawn once per run."""
+
+    def one_round() -> tuple[list[float], dict]:
+        before = gpu_telemetry() if settings.device == "cuda" else None
+        prepared = prepare(name, settings, checkpoint)
+        samples, extra = _time_prepared(prepared, settings)
+        extra.update(form=prepared.form, resolution=prepared.resolution)
+        if settings.device == "cuda":
+            extra.update(gpu_before=before, gpu_after=gpu_telemetry())
+        return samples, extra
+
+    yield one_round
+
+
+@contextlib.contextmanager
+def _runtime_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -> Iterator[Timer]:
+    """Export the deploy form once (checked against eager), then time it in a fresh runtime session per
+    round, as eager rebuilds the model."""
     from .export import export_model
     from .mobile import time_artifact
 
-    if settings.dtype != "fp32" or settings.amp or settings.compile or settings.jit_trace:
-        raise LsbenchError(f"{settings.device} runs the exported fp32 model; drop --dtype/--amp/--compile")
-    size = (settings.batch, 3, _resolution(name, settings), _resolution(name, settings))
-    model = _build(name, checkpoint, fused=True)
+    fmt = RUNTIMES[settings.runtime]
+    res = _resolution(name, settings)
+    size = (settings.batch, 3, res, res)
     with tempfile.TemporaryDirectory(prefix="lsbench-export-") as tmp:
-        exported = export_model(model, name, RUNTIMES[settings.device], tmp, input_size=size, check=True)
-        samples: list[float] = []
-        for _ in range(settings.rounds):  # a fresh runtime session per round, as eager rebuilds the model
-            chunk, info = time_artifact(exported.path, size, threads=settings.threads, warmup=settings.warmup,
-                                        repeats=settings.repeats, warmup_s=settings.warmup_s,
-                                        measure_s=settings.measure_s)
-            samples += chunk
-    export = {k: v for k, v in exported.as_dict().items() if k != "path"}
-    form = {"fused": True, "dtype": "fp32", "exported": RUNTIMES[settings.device],
-            "weights": checkpoint or "random init (seed 0)"}
-    return samples, {"runtime": info, "export": export, "form": form, "resolution": size[-1],
-                     "rounds": settings.rounds}
+        exported = export_model(_build(name, checkpoint, fused=True), name, fmt, tmp, input_size=size, check=True)
+        export = {k: v for k, v in exported.as_dict().items() if k != "path"}
+        form = {"fused": True, "dtype": "fp32", "exported": fmt, "weights": checkpoint or _WEIGHTS}
+
+        def one_round() -> tuple[list[float], dict]:
+            samples, info = time_artifact(exported.path, size, threads=settings.threads, **_windows(settings))
+            return samples, {"runtime": info, "export": export, "form": form, "resolution": res}
+
+        yield one_round
 
 
-def _timed_records(name: str, settings: ProfileSettings, fp: dict, samples: list[float],
-                   extra: dict) -> list[Record]:
-    """Latency (ms, median + statistics) and throughput (img/s) records from per-batch samples."""
+def _open_timer(name: str, settings: ProfileSettings, checkpoint: str | None):
+    return (_eager_timer if settings.runtime == EAGER else _runtime_timer)(name, settings, checkpoint)
+
+
+def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, rounds: dict[int, Record]
+                    ) -> list[Record]:
+    """Latency (ms, median + statistics) and throughput (img/s) over every round's samples."""
+    ordered = [rounds[r] for r in sorted(rounds)]
+    samples = [s for r in ordered for s in r.extra["samples_s"]]
+    last = {k: v for k, v in ordered[-1].extra.items() if k not in ("samples_s", "round", "run_id")}
+    runs = sorted({r.extra.get("run_id") for r in ordered if r.extra.get("run_id")})
+    extra = {**last, "batch": settings.batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
+             "runs": len(runs), "resumed": len(runs) > 1}
+    if "gpu_before" in ordered[0].extra:
+        extra["gpu_before"] = ordered[0].extra["gpu_before"]
     latency = summarize(samples).scaled(1e3)
     per_image = summarize([settings.batch / s for s in samples])
     mean_s = sum(samples) / len(samples)
     return [
-        _record(name, "latency", latency.median, "ms", settings, fp, stats=latency, extra=extra),
+        _record(name, "latency", latency.median, "ms", settings, fp, key, stats=latency, extra=extra),
         # the papers' throughput: batch / mean iteration time; stats are of per-iteration img/s
-        _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, stats=per_image,
+        _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, key, stats=per_image,
                 extra=extra),
     ]
 
 
-def _eager_extra(prepared: PreparedModel, settings: ProfileSettings, extra: dict) -> dict:
-    return {**extra, "form": prepared.form, "resolution": prepared.resolution, "batch": settings.batch,
-            "rounds": settings.rounds}
+# ----------------------------------------------------------------------------------------- jobs
 
-
-def latency_records(name: str, settings: ProfileSettings, fp: dict, checkpoint: str | None = None) -> list[Record]:
-    """Per-batch latency (ms) and throughput (img/s) with full statistics: CPU, CUDA or an on-host runtime."""
-    if settings.device in RUNTIMES:
-        samples, extra = _time_runtime(name, settings, checkpoint)
-        extra["batch"] = settings.batch
-        return _timed_records(name, settings, fp, samples, extra)
-    telemetry_before = gpu_telemetry() if settings.device == "cuda" else None
-    samples: list[float] = []
-    for _ in range(settings.rounds):  # a fresh build per round: memory placement is averaged over
-        prepared = prepare(name, settings, checkpoint)
-        chunk, extra = _time(prepared, settings)
-        samples += chunk
-    telemetry_after = gpu_telemetry() if settings.device == "cuda" else None
-    extra = _eager_extra(prepared, settings, {**extra, "gpu_before": telemetry_before, "gpu_after": telemetry_after})
-    return _timed_records(name, settings, fp, samples, extra)
-
-
-def validate_job(metrics: Iterable[str], counters: Sequence[str]) -> list[str]:
-    """Check metric and counter names before any work starts; returns the metrics as a list."""
-    metrics = list(metrics)
+def validate_job(metrics: Iterable[str], counters: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Check metric and counter names before any work starts; returns (metrics, counters), the counters
+    empty when no FLOPs are asked for."""
+    metrics = list(dict.fromkeys(metrics))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise LsbenchError(f"unknown metric {unknown[0]!r}; valid metrics: {', '.join(METRICS)}" if unknown
                            else f"no metric given; valid metrics: {', '.join(METRICS)}")
-    if "flops" in metrics:
-        check_counters(counters)
-    return metrics
-
-
-def profile_model(name: str, settings: ProfileSettings, metrics: Iterable[str] = METRICS,
-                  counters: Sequence[str] = COUNTERS, checkpoint: str | None = None) -> list[Record]:
-    """Every requested metric of one model under one settings value."""
-    metrics = validate_job(metrics, counters)
-    settings.validate()
-    zoo.get_card(name)  # fail fast on unknown names
-    _check_device(settings)
-    fp = _fingerprint(settings)
-    records: list[Record] = []
-    if "params" in metrics or "flops" in metrics:
-        counted = count_records(name, settings, fp, counters if "flops" in metrics else (), checkpoint)
-        records += [r for r in counted if r.metric != "macs" or "flops" in metrics]
-    if "latency" in metrics:
-        records += latency_records(name, settings, fp, checkpoint)
-    return records
+    return metrics, (check_counters(counters) if "flops" in metrics else [])
 
 
 def job_key(settings: ProfileSettings, metrics: Sequence[str], counters: Sequence[str]) -> str:
@@ -243,78 +264,92 @@ def job_key(settings: ProfileSettings, metrics: Sequence[str], counters: Sequenc
 
 
 def _fingerprint(settings: ProfileSettings) -> dict:
-    return fingerprint("cpu" if settings.device in RUNTIMES else settings.device,
-                       threads={"threads": settings.threads, "interop_threads": settings.interop_threads})
+    return fingerprint(settings.device, threads={"threads": settings.threads,
+                                                 "interop_threads": settings.interop_threads})
 
 
-def _interleaved(names: Sequence[str], settings: ProfileSettings, store: ResultsStore, key: str,
-                 metrics: Sequence[str], counters: Sequence[str], on_start, on_done) -> list[Record]:
-    """Eager CPU latency of several models in ``settings.rounds`` interleaved rounds (rotating order), each
-    round on a freshly built model.
-
-    Counts are measured per model first; each model's records are stored together once its timing is
-    complete, so a sweep killed mid-way keeps every model finished before and redoes the rest."""
-    fp = _fingerprint(settings)
-    prepared: dict[str, PreparedModel] = {}
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    extras: dict[str, dict] = {}
-    for r in range(settings.rounds):
-        shift = r % len(names)
-        for name in list(names[shift:]) + list(names[:shift]):
-            if on_start:
-                on_start(f"{name} (round {r + 1}/{settings.rounds})")
-            prepared[name] = prepare(name, settings)  # a fresh build per round: placement is averaged over
-            chunk, extras[name] = _time(prepared[name], settings)
-            samples[name] += chunk
-    new: list[Record] = []
-    for name in names:
-        counted = []
-        if "params" in metrics or "flops" in metrics:
-            counted = count_records(name, settings, fp, counters if "flops" in metrics else ())
-            counted = [r for r in counted if r.metric != "macs" or "flops" in metrics]
-        records = counted + _timed_records(name, settings, fp, samples[name],
-                                           _eager_extra(prepared[name], settings, extras[name]))
-        for r in records:
-            r.settings_key = key
-        new += store.append(records)
-        if on_done:
-            on_done(name, records)
-    return new
+def _stored_rounds(store: ResultsStore, names: Sequence[str], key: str) -> dict[str, dict[int, Record]]:
+    """The rounds already stored for each pending model of this job (the first record of a round wins)."""
+    rounds: dict[str, dict[int, Record]] = {n: {} for n in names}
+    for r in store.records():
+        if r.metric == ROUND_METRIC and r.job_key == key and r.model in rounds:
+            index = r.extra.get("round")
+            if isinstance(index, int) and isinstance(r.extra.get("samples_s"), list):
+                rounds[r.model].setdefault(index, r)
+    return rounds
 
 
 def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: ResultsStore,
                   metrics: Iterable[str] = METRICS, counters: Sequence[str] = COUNTERS,
+                  checkpoint: str | None = None, *,
                   on_start: Callable[[str], None] | None = None,
                   on_done: Callable[[str, list[Record]], None] | None = None,
                   on_skip: Callable[[str], None] | None = None) -> list[Record]:
-    """Profile ``names`` in order, storing each model's records as soon as they exist; models already in
-    ``store`` with identical settings are skipped, so an interrupted sweep resumes where it stopped.
+    """Profile ``names`` into ``store``; models whose result is stored with this job's key are skipped, and a
+    model with some rounds stored is timed only for the missing ones. Returns the records written.
 
-    Eager CPU latency with ``settings.rounds > 1`` interleaves the pending models round by round
-    (:func:`_interleaved`); everything else is measured one model at a time."""
-    metrics, counters = tuple(validate_job(metrics, counters)), tuple(counters)
+    ``on_start(label)`` before each step, ``on_done(model, records)`` when a model's result is stored,
+    ``on_skip(model)`` for a model already done."""
+    metrics, counters = validate_job(metrics, counters)
     settings.validate()
     for name in names:
-        zoo.get_card(name)
-    _check_device(settings)
+        zoo.get_card(name)  # fail fast on unknown names
+    check_host(settings)
     key = job_key(settings, metrics, counters)
-    if "latency" in metrics and settings.device == "cpu" and settings.rounds > 1:
-        finished = store.completed()
-        pending = [n for n in names if (n, key) not in finished]
-        for name in names:
-            if name not in pending and on_skip:
+    fp = _fingerprint(settings)
+    finished = store.completed()
+    pending = []
+    for name in names:
+        if (name, key) in finished:
+            if on_skip:
                 on_skip(name)
-        return _interleaved(pending, settings, store, key, metrics, counters, on_start, on_done) if pending else []
+        else:
+            pending.append(name)
+    if not pending:
+        return []
+    timed = "latency" in metrics
+    rounds = _stored_rounds(store, pending, key) if timed else {n: {} for n in pending}
+    new: list[Record] = []
 
-    def measure(name: str) -> list[Record]:
-        if on_start:
-            on_start(name)
-        records = profile_model(name, settings, metrics, counters)
-        for r in records:
-            r.settings_key = key
+    counted = "params" in metrics or "flops" in metrics
+
+    def finish(name: str) -> None:
+        records: list[Record] = []
+        if counted:
+            if on_start:
+                on_start(f"{name} (counting)" if timed else name)
+            records += count_records(name, settings, fp, counters, checkpoint, key)
+        if timed:
+            records += _pooled_records(name, settings, fp, key, rounds[name])
+        new.extend(store.append(records))
         if on_done:
             on_done(name, records)
-        return records
 
-    return run_sweep(names, measure, store, key=lambda n: (n, key),
-                     on_skip=(lambda n: on_skip(n)) if on_skip else None)
+    if not timed:
+        for name in pending:
+            finish(name)
+        return new
+    with contextlib.ExitStack() as stack:
+        timers: dict[str, Timer] = {}
+        for name in pending:  # a model whose rounds were all stored before it was pooled
+            if len(rounds[name]) >= settings.rounds:
+                finish(name)
+        for r in range(settings.rounds):
+            shift = r % len(pending)
+            for name in pending[shift:] + pending[:shift]:
+                if r in rounds[name] or len(rounds[name]) >= settings.rounds:
+                    continue
+                if on_start:
+                    on_start(f"{name} (round {r + 1}/{settings.rounds})")
+                if name not in timers:
+                    timers[name] = stack.enter_context(_open_timer(name, settings, checkpoint))
+                samples, extra = timers[name]()
+                median_ms = float(statistics.median(samples)) * 1e3
+                done = _record(name, ROUND_METRIC, median_ms, "ms", settings, fp, key, partial=True,
+                               extra={**extra, "round": r, "run_id": RUN_ID, "pid": os.getpid(),
+                                      "samples_s": samples})
+                new.extend(store.append([done]))
+                rounds[name][r] = done
+                if len(rounds[name]) == settings.rounds:
+                    finish(name)
+    return new

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 SOURCES = ("measured", "reported")
 RESULTS_FILE = "results.jsonl"
-BASE_COLUMNS = ["model", "metric", "value", "unit", "source", "counter", "settings_key", "time",
-                "fingerprint", "cpu_model", "gpu_name", "torch_version"]
+BASE_COLUMNS = ["model", "metric", "value", "unit", "source", "counter", "settings_key", "job_key", "partial",
+                "time", "fingerprint", "cpu_model", "gpu_name", "torch_version", "hardware", "runtime"]
 
 
 def _utc_now() -> str:
@@ -57,6 +57,11 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     batch_id: str | None = None
     batch_size: int | None = None
+    # what a resumed job looks for: the settings' key plus what was measured (lsbench.profile.job_key);
+    # empty for records written outside a job, which are then found by settings_key
+    job_key: str = ""
+    # progress towards a job (e.g. one timing round) that does not by itself complete it
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.settings, ProfileSettings):
@@ -150,19 +155,16 @@ class ResultsStore:
         return out
 
     def completed(self) -> set[tuple[str, str]]:
-        """(model, settings_key) pairs with at least one fully written batch."""
-        return {(r.model, r.settings_key) for r in _complete(self.records())}
-
-    def done(self, model: str, settings_key: str, metric: str | None = None) -> bool:
-        """Whether a complete batch already holds this model/settings (and metric, if given)."""
-        return any(
-            r.model == model and r.settings_key == settings_key and (metric is None or r.metric == metric)
-            for r in _complete(self.records())
-        )
+        """(model, job key) pairs with at least one fully written batch that is not partial progress (the
+        job key is ``job_key``, or ``settings_key`` for records written outside a job)."""
+        return {(r.model, r.job_key or r.settings_key) for r in _complete(self.records()) if not r.partial}
 
     def frame(self) -> "pd.DataFrame":
-        """Tidy table, one row per record; stats_*, settings_* and extra_* are flattened."""
+        """Tidy table, one row per record; stats_*, settings_* and extra_* are flattened, and the
+        ``hardware`` and ``runtime`` columns say what ran each measurement (:mod:`lsbench.query`)."""
         import pandas as pd
+
+        from lsbench import query
 
         rows = []
         for r in self.records():
@@ -171,6 +173,7 @@ class ResultsStore:
             row: dict[str, Any] = {
                 "model": r.model, "metric": r.metric, "value": r.value, "unit": r.unit,
                 "source": r.source, "counter": r.counter, "settings_key": r.settings_key,
+                "job_key": r.job_key or None, "partial": r.partial,
                 "time": r.time, "fingerprint": fp, "cpu_model": fp.get("cpu_model"),
                 "gpu_name": gpu.get("name") if isinstance(gpu, dict) else None,
                 "torch_version": fp.get("torch_version"),
@@ -183,6 +186,8 @@ class ResultsStore:
             return pd.DataFrame(columns=BASE_COLUMNS)
         frame = pd.DataFrame(rows)
         frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601", errors="coerce")
+        frame["hardware"] = query.hardware(frame)
+        frame["runtime"] = query.runtime(frame)
         return frame
 
 
@@ -234,12 +239,20 @@ def run_sweep(
             continue
         records = list(measure(item))
         for r in records:
-            if (r.model, r.settings_key) != item_key:
+            if (r.model, r.job_key or r.settings_key) != item_key:
                 raise ValueError(
-                    f"measure returned a record for {(r.model, r.settings_key)} while measuring {item_key}:"
+                    f"measure returned a record for {(r.model, r.job_key or r.settings_key)} while measuring {item_key}:"
                     " resume could never recognise this item as done"
                 )
         new.extend(store.append(records))
         if records:
             finished.add(item_key)
     return new
+
+
+def open_results(directory: str | os.PathLike[str]) -> ResultsStore:
+    """The store in ``directory`` for reading; a one-line error when there is nothing to read yet."""
+    store = ResultsStore(directory)
+    if not store.path.is_file():
+        raise LsbenchError(f"no results in {directory}: run `lsbench profile --out {directory}` first")
+    return store

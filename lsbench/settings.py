@@ -14,9 +14,12 @@ from typing import Any, Mapping
 
 from lsbench.errors import LsbenchError
 
+DEVICES = ("cpu", "cuda")
+#: PyTorch itself runs the model
+EAGER = "eager"
 # On-host mobile runtimes run on the CPU: the model is exported, checked against eager, then timed there.
+# Each runtime's artifact format (lsbench.runtimes owns the formats' files and sessions).
 RUNTIMES = {"onnxruntime": "onnx", "executorch": "pte", "litert": "tflite"}
-DEVICES = ("cpu", "cuda", *RUNTIMES)
 DTYPES = ("fp32", "fp16", "bf16")
 MIN_RESOLUTION = 32
 
@@ -34,7 +37,8 @@ class ProfileSettings:
     `measure_s` seconds (the RepViT/LSNet stopping rule).
     """
 
-    device: str = "cpu"
+    device: str = "cpu"  # where the model runs: cpu | cuda
+    runtime: str = EAGER  # what runs it: eager (PyTorch) or an on-host runtime (onnxruntime, executorch, litert)
     batch: int = 1
     resolution: int | None = None  # None: the model's native input size
     dtype: str = "fp32"
@@ -77,7 +81,14 @@ class ProfileSettings:
     def validate(self) -> "ProfileSettings":
         """Raise LsbenchError for a setting a run cannot honour; returns self for chaining."""
         if self.device not in DEVICES:
-            raise LsbenchError(f"unknown device {self.device!r}; expected one of {', '.join(DEVICES)}")
+            hint = f" (on-host runtimes are --runtime {self.device})" if self.device in RUNTIMES else ""
+            raise LsbenchError(f"unknown device {self.device!r}; expected one of {', '.join(DEVICES)}{hint}")
+        if self.runtime != EAGER and self.runtime not in RUNTIMES:
+            raise LsbenchError(f"unknown runtime {self.runtime!r}; expected one of {EAGER}, {', '.join(RUNTIMES)}")
+        if self.runtime != EAGER and self.device != "cpu":
+            raise LsbenchError(f"runtime {self.runtime} runs on the host CPU, not {self.device}")
+        if self.runtime != EAGER and (self.dtype != "fp32" or self.amp or self.compile or self.jit_trace):
+            raise LsbenchError(f"runtime {self.runtime} runs the exported fp32 model; drop --dtype/--amp/--compile")
         if self.dtype not in DTYPES:
             raise LsbenchError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
         if self.batch < 1:
@@ -184,7 +195,7 @@ QUICK_WARMUP = 3
 QUICK_REPEATS = 10
 QUICK_WARMUP_S = 0.5
 QUICK_MEASURE_S = 1.0
-QUICK_BATCH_CAP = {"cpu": 8, "cuda": 64, **{runtime: 8 for runtime in RUNTIMES}}
+QUICK_BATCH_CAP = {"cpu": 8, "cuda": 64}
 
 
 def quick(settings: ProfileSettings) -> ProfileSettings:
@@ -224,3 +235,28 @@ def get_preset(name: str, **overrides: Any) -> ProfileSettings:
     if name not in PRESETS:
         raise LsbenchError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
     return PRESETS[name].replace(**overrides).validate()
+
+
+def resolve_settings(device: str = "cpu", preset: str | None = None, runtime: str | None = None,
+                     quick_run: bool = False, **overrides: Any) -> ProfileSettings:
+    """The settings a command line asks for: the preset (by default ``lsnet`` on CUDA, ``cpu`` otherwise),
+    shortened by ``quick_run``, then the options the user gave (``overrides``; None means not given), so
+    that an explicit ``--batch`` or ``--repeats`` is kept even in a quick run. A preset made for another
+    device is refused rather than silently moved."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if runtime is not None and runtime != EAGER:
+        given["runtime"] = runtime
+    name = preset or ("lsnet" if device == "cuda" else "cpu")
+    base = get_preset(name)
+    if device != base.device:
+        if preset is not None:
+            raise LsbenchError(f"preset {preset!r} runs on {base.device}, not {device}")
+        given["device"] = device
+    settings = base.replace(**given)
+    if quick_run:
+        settings = quick(settings).replace(**{k: v for k, v in given.items() if k in _QUICK_FIELDS})
+    return settings.validate()
+
+
+# the fields quick() shortens: an explicit value of one of these wins over the quick default
+_QUICK_FIELDS = frozenset({"warmup", "repeats", "rounds", "warmup_s", "measure_s", "batch"})

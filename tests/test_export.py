@@ -1,6 +1,7 @@
 """Export to mobile formats (ONNX, ExecuTorch .pte, TFLite, Core ML) and on-host mobile-runtime timing."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from lsbench import export as lx
-from lsbench import mobile
+from lsbench import mobile, runtimes
 from lsbench.errors import LsbenchError
 
 import custom_ops  # noqa: F401  (tests/custom_ops.py registers lsbench_test::twice)
@@ -119,13 +120,14 @@ def test_torchscript_exporter_option(tmp_path):
 
 
 def test_parity_failure_raises_naming_model_format_and_error(tmp_path, monkeypatch):
-    real = lx._RUNNERS["onnx"]
+    real = runtimes.open_runner
 
-    def off_by_one(path, x):
-        out, runtime = real(path, x)
-        return [o + 1.0 for o in out], runtime
+    @contextlib.contextmanager
+    def off_by_one(*args, **kwargs):
+        with real(*args, **kwargs) as (call, runtime):
+            yield (lambda x: [o + 1.0 for o in call(x)]), runtime
 
-    monkeypatch.setitem(lx._RUNNERS, "onnx", off_by_one)
+    monkeypatch.setattr(lx, "open_runner", off_by_one)
     with pytest.raises(LsbenchError, match=r"tiny: onnx parity check failed: max_rel_err") as info:
         export_model(tiny_conv(), "tiny", "onnx", tmp_path, TINY)
     assert "\n" not in str(info.value)
@@ -261,15 +263,15 @@ def test_time_onnxruntime(mnv3_onnx):
 
 
 def test_runtime_info_and_format_errors(tmp_path):
-    info = mobile.runtime_info("onnx", threads=2)
+    info = runtimes.runtime_info("onnx", threads=2)
     assert info["runtime"] == "onnxruntime" and info["version"] and info["threads"] == 2
     if HAS_EXECUTORCH:
-        info = mobile.runtime_info("pte")
+        info = runtimes.runtime_info("pte")
         assert info["runtime"] == "executorch" and info["backend_available"] is True
     with pytest.raises(LsbenchError, match="unknown format"):
-        mobile.runtime_info("pt")
+        runtimes.runtime_info("pt")
     with pytest.raises(LsbenchError, match="cannot tell the format"):
-        mobile.format_of(tmp_path / "m.bin")
+        runtimes.format_of(tmp_path / "m.bin")
     with pytest.raises(LsbenchError, match="Core ML runs only on Apple"):
         mobile.time_artifact(tmp_path / "m.mlpackage")
     with pytest.raises(LsbenchError, match="no exported model"):

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from lsbench.report.tables import check_table, deterministic_table, reported_figure_table, stale_files
+from lsbench.report.flags import check_table
+from lsbench.report.render import stale_files
+from lsbench.report.tables import deterministic_table, reported_figure_table
 
 TABLES = Path(__file__).resolve().parents[1] / "reports" / "tables"
 COMMAND = "lsbench table --deterministic"

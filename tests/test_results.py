@@ -70,9 +70,10 @@ def test_store_append_and_read_back(tmp_path):
     assert [(r.model, r.metric, r.value) for r in got] == [("a", "params", 1.5e6), ("a", "latency", 3.0), ("b", "params", 2.0)]
     assert got[:2] == stamped
     assert len(_lines(store)) == 3
-    assert store.done("a", "k1") and store.done("a", "k1", metric="params")
-    assert not store.done("a", "k1", metric="flops") and not store.done("c", "k1")
-    assert store.done("a", ProfileSettings().key(), metric="latency")
+    done = store.completed()
+    assert ("a", "k1") in done and {r.metric for r in got if r.settings_key == "k1" and r.model == "a"} == {"params"}
+    assert ("c", "k1") not in done
+    assert ("a", ProfileSettings().key()) in done and got[1].metric == "latency"
 
 
 def test_unwritable_directory_is_a_one_line_error(tmp_path):
@@ -129,11 +130,11 @@ def test_batch_cut_short_is_not_done(tmp_path):
     lines = _lines(store)
     store.path.write_bytes(lines[0] + b"\n" + lines[1][:20])  # second record of the batch lost
     assert [r.metric for r in store.records()] == ["latency"]
-    assert not store.done("m", "k") and ("m", "k") not in store.completed()
+    assert ("m", "k") not in store.completed()
     calls = []
     run_sweep([("m", "k")], lambda item: calls.append(item) or [
         Record(model="m", metric="latency", value=1.0, unit="ms", settings_key="k")], store)
-    assert calls == [("m", "k")] and store.done("m", "k")
+    assert calls == [("m", "k")] and ("m", "k") in store.completed()
     assert stamped[0].batch_id != store.records()[-1].batch_id
 
 
@@ -241,7 +242,7 @@ def test_sweep_stores_finished_items_before_an_interrupt(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_sweep([("a", settings), ("b", settings), ("c", settings)], measure, store)
     assert [r.model for r in store.records()] == ["a", "b"]
-    assert store.done("b", settings.key())
+    assert ("b", settings.key()) in store.completed()
 
 
 def test_sweep_refuses_records_it_could_not_resume(tmp_path):

@@ -8,9 +8,9 @@ import pytest
 
 import zoo
 from lsbench.errors import LsbenchError
-from lsbench.report.tables import (check_table, deterministic_table, paper_table, render_table,
-                                   reported_figure_table, rounding_interval, stale_files, within_rounding,
-                                   write_table)
+from lsbench.report.flags import check_table, flag, rounding_interval, within_rounding
+from lsbench.report.render import render_table, stale_files, write_table
+from lsbench.report.tables import deterministic_table, paper_table, reported_figure_table
 from lsbench.results import Record, ResultsStore
 
 H200 = {"gpu": {"name": "NVIDIA H200"}, "cpu_model": "Host CPU X", "torch_version": "2.x"}
@@ -139,11 +139,9 @@ def test_paper_table_without_measurements_is_empty_not_zero():
 
 
 def test_mismatch_flag_never_shows_a_value_that_would_match():
-    from lsbench.report.tables import _flag
-
-    assert _flag(1.247538, 1.3) == "✗ 1.248 vs 1.3"  # not "1.25", which would round to 1.3
-    assert _flag(5.49, 5.1) == "✗ 5.49 vs 5.1"
-    assert _flag(0.3163, 0.3) == "✓" and _flag(None, 0.3) is None and _flag(0.3, None) is None
+    assert flag(1.247538, 1.3) == "✗ 1.248 vs 1.3"  # not "1.25", which would round to 1.3
+    assert flag(5.49, 5.1) == "✗ 5.49 vs 5.1"
+    assert flag(0.3163, 0.3) == "✓" and flag(None, 0.3) is None and flag(0.3, None) is None
 
 
 def test_check_table_messages(results):

@@ -15,22 +15,12 @@ import numpy as np
 
 from lsbench.errors import LsbenchError
 
-__all__ = ["CMAP", "plot_erf", "plot_erf_comparison", "provenance_line"]
+from .render import figure_paths
+
+__all__ = ["CMAP", "plot_erf", "plot_erf_comparison", "provenance_line", "erf_report"]
 
 #: Colormap used by RepLKNet's ERF figures (seaborn heatmap, ``RdYlGn``), on the fixed range [0, 1].
 CMAP = "RdYlGn"
-
-
-def figure_paths(path: str | Path) -> list[Path]:
-    """``path`` as a .png and an .svg (a .png/.svg suffix is replaced), its directory created."""
-    p = Path(path)
-    if p.suffix.lower() in (".png", ".svg"):
-        p = p.with_suffix("")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise LsbenchError(f"cannot create directory {p.parent}: {e.strerror}") from None
-    return [p.with_name(p.name + ".png"), p.with_name(p.name + ".svg")]
 
 
 def _save(fig, path: str | Path) -> list[Path]:
@@ -140,3 +130,36 @@ def plot_erf_comparison(maps: Mapping, table, path: str | Path, *, layer: str = 
         head += f"\n{provenance_line(w, sel['size'].iloc[0], counts[0])}"
     fig.suptitle(head, fontsize=11)
     return _save(fig, path)
+
+
+def erf_report(models, out, *, images=None, num_images: int = 50, size: int = 1024, checkpoint=None,
+               stages: bool = True, device: str = "cpu", seed: int = 0):
+    """What ``lsbench erf`` makes: the ERF of each model over the same images, one heat map per model, a
+    comparison figure for several, and the area-ratio table as CSV and Markdown in ``out``.
+    Returns (table, written paths)."""
+    from lsbench.erf import erf_analysis, load_images
+    from lsbench.options import writable_dir
+
+    from .render import render_frame
+
+    names = list(models)
+    batch = load_images(images, num_images=num_images, size=size, seed=seed)
+    maps, table = erf_analysis(names, batch, weights={n: checkpoint for n in names}, stages=stages, seed=seed,
+                               device=device)
+    out = writable_dir(out)
+    written = []
+    for name in names:
+        final = table[(table["model"] == name) & (table["layer"] == "final")].iloc[0]
+        written += plot_erf(maps[name]["final"], f"{name} ERF", out / f"erf_{name}", weights=final["weights"],
+                            num_images=len(batch), size=size)
+    if len(names) > 1:
+        written += plot_erf_comparison(maps, table, out / ("erf_compare_" + "_".join(names)))
+    stem = out / ("erf_ratios_" + "_".join(names))
+    for suffix, fmt in ((".csv", "csv"), (".md", "md")):
+        path = stem.with_suffix(suffix)
+        try:
+            path.write_text(render_frame(table, fmt) + ("\n" if fmt == "md" else ""))
+        except OSError as exc:
+            raise LsbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+        written.append(path)
+    return table, written

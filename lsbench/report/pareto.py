@@ -20,10 +20,12 @@ import pandas as pd
 import zoo
 from lsbench.errors import LsbenchError
 
-from .erf_plots import figure_paths
-from .tables import _col, _hardware, _measured, _newest, _runtime, _where, settings_signature
+from lsbench import query
+from lsbench.settings import EAGER
 
-__all__ = ["pareto_frontier", "measured_points", "reported_pareto_frame", "plot_pareto", "POINT_COLUMNS",
+from .render import figure_paths
+
+__all__ = ["pareto_frontier", "measured_points", "reported_pareto_frame", "plot_pareto", "pareto_figure", "POINT_COLUMNS",
            "X_METRICS"]
 
 X_METRICS = {"latency": ("ms", "lower"), "throughput": ("img/s", "higher")}
@@ -99,18 +101,18 @@ def measured_points(frame: pd.DataFrame, metric: str, device: str | None = None,
     published one (models without a published top-1 are left out and listed in ``attrs["no_top1"]``).
     """
     unit, _ = _check_metric(metric)
-    rows = _measured(frame)
-    rows = _where(rows, _col(rows, "metric") == metric)
+    rows = query.metric_rows(query.measured(frame), metric)
     if models is not None:
-        rows = _where(rows, rows["model"].isin(list(models)))
+        rows = query.where(rows, rows["model"].isin(list(models)))
     if rows.empty:
         raise LsbenchError(f"no measured {metric} in the results")
-    rows = rows.assign(_hw=_hardware(rows), _rt=_runtime(rows), _sig=settings_signature(rows))
-    rows["_where"] = [hw if rt is None else f"{hw} through {rt}" for hw, rt in zip(rows["_hw"], rows["_rt"])]
+    rows = rows.assign(_sig=query.settings_signature(rows))
+    rows["_where"] = [hw if rt in (None, EAGER) else f"{hw} through {rt}"
+                      for hw, rt in zip(rows["hardware"], rows["runtime"])]
     if device is not None:
         hit = pd.Series(False, index=rows.index)
-        for column in ("gpu_name", "cpu_model", "settings_device", "extra_runtime", "_hw", "_where"):
-            hit |= _col(rows, column).map(lambda v: _matches(v, device))
+        for column in ("gpu_name", "cpu_model", "settings_device", "hardware", "runtime", "_where"):
+            hit |= query.col(rows, column).map(lambda v: _matches(v, device))
         if not hit.any():
             have = sorted(set(rows["_where"].dropna()))
             raise LsbenchError(f"no measured {metric} on {device!r}; the results have: {', '.join(have)}")
@@ -124,9 +126,8 @@ def measured_points(frame: pd.DataFrame, metric: str, device: str | None = None,
         texts = [_settings_text(s, None) for s in signatures]
         raise LsbenchError(f"the {metric} records on {places[0]} mix {len(signatures)} settings "
                            f"({' | '.join(texts)}): filter the results to one protocol")
-    newest = _newest(rows)
-    protocol = _settings_text(signatures[0], _col(newest, "settings_preset").dropna().iloc[0]
-                              if _col(newest, "settings_preset").notna().any() else None)
+    newest = query.newest(rows)
+    protocol = _settings_text(signatures[0], query.first_value(newest, "settings_preset"))
     out, no_top1 = [], []
     for name, row in newest.iterrows():
         card = zoo.get_card(name)
@@ -139,7 +140,7 @@ def measured_points(frame: pd.DataFrame, metric: str, device: str | None = None,
                     "protocol": protocol, "source": "measured", "cite": cite})
     points = _order(pd.DataFrame(out, columns=POINT_COLUMNS))
     times = newest["time"].dropna()
-    points.attrs.update(no_top1=no_top1, measured=(times.min().date().isoformat(), times.max().date().isoformat())
+    points.attrs.update(no_top1=no_top1, device=places[0], measured=(times.min().date().isoformat(), times.max().date().isoformat())
                         if not times.empty else None)
     return points
 
@@ -427,3 +428,29 @@ def _caption(points: pd.DataFrame, source: str, measured: tuple[str, str] | None
                                         else f", {measured[0]} to {measured[1]}")
         parts.append(f"measured speed: lsbench{when}")
     return "; ".join(parts)
+
+
+def pareto_figure(frame: pd.DataFrame | None, device: str, out: str | Path, metric: str | None = None, *,
+                  overlay: bool = False, protocol: str | None = None,
+                  models: Sequence[str] | None = None) -> list[Path]:
+    """The figure ``lsbench pareto`` draws into the folder ``out``: published figures only when ``frame`` is
+    None (default metric throughput), else the measured ``metric`` (default latency) on ``device``, with
+    ``overlay`` adding the published figures on the same device. The folder is created only once there is
+    something to draw. Returns the PNG and SVG paths."""
+    from lsbench.options import writable_dir
+
+    extra = None
+    if frame is None:
+        metric = metric or "throughput"
+        points = reported_pareto_frame(device, metric, protocol=protocol, models=models)
+    else:
+        metric = metric or "latency"
+        points = measured_points(frame, metric, device, models)
+        if overlay:
+            try:
+                extra = reported_pareto_frame(points.attrs["device"], metric, protocol=protocol, models=models)
+            except LsbenchError:
+                raise LsbenchError(f"--overlay: no published {metric} on {points.attrs['device']} "
+                                   f"to overlay") from None
+    source = "reported" if frame is None else "measured"
+    return plot_pareto(points, metric, device, None, writable_dir(out), source=source, overlay=extra, models=models)

@@ -5,24 +5,24 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["profile_summary", "render"]
+from lsbench import query
+
+__all__ = ["profile_summary"]
 
 
 def _pick(frame: pd.DataFrame, metric: str, counter: str | None = None) -> pd.DataFrame:
-    rows = frame[frame["metric"] == metric]
-    if counter is not None:
-        rows = rows[rows["counter"] == counter]
-    return rows.sort_values("time").groupby("model").tail(1).set_index("model")
+    return query.newest(query.metric_rows(frame, metric, counter))
 
 
 def profile_summary(frame: pd.DataFrame, models: Sequence[str] | None = None,
-                    settings_key: str | None = None) -> pd.DataFrame:
+                    job_key: str | None = None) -> pd.DataFrame:
     """Params (exact counts), GMACs per counter, latency (median, IQR, CV) and throughput per model.
 
-    The newest record of each (model, metric, counter) wins; ``settings_key`` restricts to one job.
+    The newest record of each (model, metric, counter) wins (:func:`lsbench.query.newest`); ``job_key``
+    restricts to the records of one profile job.
     """
-    if settings_key is not None:
-        frame = frame[frame["settings_key"] == settings_key]
+    if job_key is not None:
+        frame = frame[query.col(frame, "job_key") == job_key]
     if models is not None:
         frame = frame[frame["model"].isin(models)]
     order = list(models) if models is not None else list(dict.fromkeys(frame["model"]))
@@ -42,15 +42,3 @@ def profile_summary(frame: pd.DataFrame, models: Sequence[str] | None = None,
         out["batch"] = latency.get("settings_batch")
         out["threads"] = latency.get("settings_threads")
     return out.dropna(axis=1, how="all").reset_index()
-
-
-def render(summary: pd.DataFrame, fmt: str) -> str:
-    """The summary as csv, json (records) or Markdown text."""
-    rounded = summary.round(4)
-    if fmt == "csv":
-        return rounded.to_csv(index=False)
-    if fmt == "json":
-        return rounded.to_json(orient="records", indent=2)
-    if fmt == "md":
-        return rounded.to_markdown(index=False)
-    raise ValueError(f"unknown format {fmt!r}")
