@@ -43,7 +43,7 @@ def paper(session):
         session.run("rm", "-rf", RESULTS, external=True)
     session.run("lsbench", "table", "--deterministic")
     session.run("lsbench", "profile", "--models", PAPER_MODELS, "--out", RESULTS, "--format", "md")
-    session.run("lsbench", "profile", "--models", PAPER_MODELS, "--device", "onnxruntime", "--metrics", "latency",
+    session.run("lsbench", "profile", "--models", PAPER_MODELS, "--runtime", "onnxruntime", "--metrics", "latency",
                 "--out", RESULTS, "--format", "md")
     session.run("lsbench", "table", "--results", RESULTS, "--cpu", "cpu", "--mobile", "onnxruntime")
     session.run("lsbench", "pareto", "--results", RESULTS, "--device", "cpu")

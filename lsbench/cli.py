@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 
@@ -367,16 +366,15 @@ def main(argv: list[str] | None = None) -> None:
     warnings.formatwarning = _one_line_warning
     try:
         code = app(args=argv, prog_name="lsbench", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("interrupted", markup=False)
         code = 130
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx is not None else "lsbench"
-        _error_line(f"{exc.format_message()} (see `{where} --help`)")
-        code = 2
-    except click.ClickException as exc:
-        _error_line(exc.format_message())
-        code = exc.exit_code
+    except typer.TyperException as exc:  # typer's own click: usage errors, bad parameters, no such command
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _error_line(f"{message}{where}")
+        code = getattr(exc, "exit_code", 2)
     sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ def evaluate_model(name: str, data_dir: str | Path, checkpoint: str | Path | Non
 
     if num_classes is not None and num_classes < 1:
         raise LsbenchError(f"--num-classes must be at least 1, got {num_classes}")
+    if not Path(data_dir).is_dir():  # before the model is built
+        raise LsbenchError(f"evaluation directory {data_dir} does not exist or is not a directory")
     model = zoo.create_model(name, checkpoint=checkpoint, num_classes=num_classes)
     dropped = (getattr(model, "lsbench_checkpoint", None) or {}).get("dropped_classifier")
     if dropped:

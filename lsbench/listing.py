@@ -5,14 +5,19 @@ import pandas as pd
 
 import zoo
 from lsbench.counting import param_counts_meta
+from lsbench.errors import LsbenchError
 
 __all__ = ["zoo_listing"]
 
 
 def zoo_listing(family: str | None = None) -> pd.DataFrame:
     """One row per registry model: family, source, input size, measured params and published figures."""
+    names = zoo.list_models(family)
+    if not names:
+        families = sorted({zoo.get_card(n).family for n in zoo.list_models()}, key=str.lower)
+        raise LsbenchError(f"unknown family {family!r}; families: {', '.join(families)}")
     rows = []
-    for name in zoo.list_models(family):
+    for name in names:
         card = zoo.get_card(name)
         counts = param_counts_meta(name)
         top1 = card.figure("top1")

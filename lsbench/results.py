@@ -252,7 +252,6 @@ def run_sweep(
 
 def open_results(directory: str | os.PathLike[str]) -> ResultsStore:
     """The store in ``directory`` for reading; a one-line error when there is nothing to read yet."""
-    store = ResultsStore(directory)
-    if not store.path.is_file():
+    if not (Path(directory) / RESULTS_FILE).is_file():
         raise LsbenchError(f"no results in {directory}: run `lsbench profile --out {directory}` first")
-    return store
+    return ResultsStore(directory)

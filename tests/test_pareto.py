@@ -116,3 +116,33 @@ def test_plot_measured_cpu_latency(tmp_path):
     svg = paths[1].read_text(encoding="utf-8")
     assert all(f">{m}<" in svg for m in ("lsnet_t", "lsnet_b", "repvit_m1_1", "fastvit_t8"))
     assert "lower is better" in svg
+
+
+def test_pareto_command_overlays_the_published_figures_on_the_measured_gpu(tmp_path):
+    """`lsbench pareto --overlay`: the published H200 figures beside the measured H200 points."""
+    from typer.testing import CliRunner
+
+    from lsbench.cli import app
+
+    models = {"lsnet_t": 40000.0, "efficientvit_m4": 46000.0, "repvit_m0_9": 16000.0}
+    store = ResultsStore(tmp_path / "results")
+    store.append([_gpu(m, v) for m, v in models.items()])
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(app, ["pareto", "--results", str(tmp_path / "results"), "--device", "NVIDIA H200",
+                                      "--metric", "throughput", "--overlay", "--protocol", "lsnet_short",
+                                      "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    svg = (out / "pareto_throughput_nvidia_h200.svg").read_text(encoding="utf-8")
+    published = reported_pareto_frame("NVIDIA H200", protocol="lsnet_short")
+    assert set(models) & set(published["model"]), "the overlay must share models with the measurement"
+    for model in published["model"]:
+        assert (f">{model} (reported)<" if model in models else f">{model}<") in svg, model
+    assert "hollow: reported" in svg and "filled: measured here" in svg
+    # a device without published figures: a one-line refusal, and no folder made for nothing
+    cpu = tmp_path / "cpu"
+    ResultsStore(cpu).append([Record(model="lsnet_t", metric="latency", value=9.0, unit="ms", settings=CPU,
+                                     fingerprint={"cpu_model": "Test CPU 9000"})])
+    refused = CliRunner().invoke(app, ["pareto", "--results", str(cpu), "--device", "cpu", "--overlay",
+                                       "--out", str(tmp_path / "never")], catch_exceptions=False)
+    assert refused.exit_code == 2 and "no published latency on Test CPU 9000" in refused.stderr
+    assert not (tmp_path / "never").exists()
