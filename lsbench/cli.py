@@ -15,8 +15,6 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from zoo.errors import ZooError
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Honest, reproducible benchmarks of lightweight vision backbones (LSNet and baselines).")
 console = Console()
@@ -36,7 +34,10 @@ def _user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ZooError as exc:
+        except Exception as exc:
+            errors = sys.modules.get("zoo.errors")  # not imported yet: then no ZooError can have been raised
+            if errors is None or not isinstance(exc, errors.ZooError):
+                raise
             _error_line(str(exc))
             raise typer.Exit(2) from None
 

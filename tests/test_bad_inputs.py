@@ -144,3 +144,24 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, env, capsys, tmp_path,
     assert "Traceback" not in out + err
     assert not (tmp_path / "made").exists(), "a failed command left an output folder behind"
     assert not (tmp_path / "results" / "results.jsonl").exists(), "a failed command left a results file"
+
+
+def test_skipped_files_are_one_warning_line(tmp_path):
+    """An unreadable image among good ones: the run goes on, and says so in exactly one line."""
+    data = tmp_path / "data"
+    for cls in ("a", "b"):
+        (data / cls).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (200, 10, 30)).save(data / cls / "x.png")
+    (data / "a" / "broken.png").write_bytes(b"not an image")
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "lsbench.cli", "eval", "lsnet_t", "--data", str(data), "--workers",
+                           "0", "--num-classes", "2"], env=env, capture_output=True, text=True, timeout=300)
+    code, out, err = done.returncode, done.stdout, done.stderr
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: skipped 1 unreadable image file(s)"), err
+    assert "on 2 images (1 unreadable skipped)" in out
