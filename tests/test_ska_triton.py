@@ -1,4 +1,4 @@
-"""The Triton SKA kernels (zoo/ska_triton.py) against zoo.ska's reference, forward and both gradients.
+"""The Triton SKA kernels (zoo/ska/triton.py) against zoo.ska's reference, forward and both gradients.
 
 Two kinds of test:
 
@@ -8,7 +8,7 @@ Two kinds of test:
 * ``cuda``-marked tests (skipped without a GPU): the compiled kernels, installed as the CUDA implementation of
   ``zoo::ska``/``zoo::ska_backward``, in every dtype and layout, through autograd and torch.compile.
 
-This module never imports zoo.ska_triton at import time, so collecting it imports no Triton kernels.
+This module never imports zoo.ska.triton at import time, so collecting it imports no Triton kernels.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from zoo.ska import SKA, ska, ska_backward_reference, ska_reference
+from zoo.ska.reference import out_format
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +34,9 @@ import json, os, sys
 assert os.environ.get("TRITON_INTERPRET") == "1"
 import torch
 from zoo.ska import ska_reference, ska_backward_reference
-from zoo import ska_triton as kt
+from zoo.ska import triton as kt
+from zoo.ska.reference import out_format as FMT
 assert kt.INTERPRET
-FMT = kt._out_format
 
 TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3)}
 
@@ -51,7 +52,7 @@ def check(x, w, go):
     for q in ("out", "grad_x", "grad_w"):
         t = got[q]
         want_dtype = w.dtype if q == "grad_w" else x.dtype
-        fmt = FMT(x) if q == "out" else torch.contiguous_format
+        fmt = torch.contiguous_format if q == "grad_w" else FMT(x)
         if t.dtype != want_dtype or not t.is_contiguous(memory_format=fmt) or t.shape != ref[q].shape:
             res[q] = f"bad result tensor: {t.dtype} {tuple(t.shape)} strides {t.stride()}, want {fmt}"
             continue
@@ -122,12 +123,12 @@ def test_interpreter_kernels_match_reference(interpreter_results, case):
 
 
 def test_cpu_path_does_not_load_the_triton_kernels():
-    if "zoo.ska_triton" in sys.modules:
+    if "zoo.ska.triton" in sys.modules:
         pytest.skip("another test in this process installed the Triton kernels")
     x = torch.randn(1, 16, 5, 5, requires_grad=True)
     w = torch.randn(1, 2, 9, 5, 5, requires_grad=True)
     ska(x, w).sum().backward()
-    assert "zoo.ska_triton" not in sys.modules
+    assert "zoo.ska.triton" not in sys.modules
 
 
 def _gpu_bench_module():
@@ -172,9 +173,10 @@ TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16:
 
 @pytest.fixture(scope="module")
 def kt():
-    import zoo.ska_triton as module
+    import zoo.ska
+    from zoo.ska import triton as module
 
-    module.install()
+    assert zoo.ska.use_triton()
     return module
 
 
@@ -210,11 +212,12 @@ def _check(kt, x, w, go):
     gx, gw = kt.ska_backward_triton(go, x, w)
     xd, wd, god = x.double(), w.double(), go.double()
     ref_gx, ref_gw = ska_backward_reference(god, xd, wd)
-    assert out.is_contiguous(memory_format=kt._out_format(x))  # the layout the op's fake implementation promises
+    fmt = out_format(x)  # the layout the op's fake implementation promises, for out and grad_x
+    assert out.is_contiguous(memory_format=fmt)
     for got, want, dtype in ((out, ska_reference(xd, wd), x.dtype), (gx, ref_gx, x.dtype), (gw, ref_gw, w.dtype)):
         assert got.dtype == dtype and got.shape == want.shape
         torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol)
-    assert gx.is_contiguous() and gw.is_contiguous()
+    assert gx.is_contiguous(memory_format=fmt) and gw.is_contiguous()
 
 
 def _ids(v):

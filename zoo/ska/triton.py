@@ -1,8 +1,7 @@
 """Triton kernels for SKA (``zoo::ska`` / ``zoo::ska_backward``) on CUDA.
 
-Importing this module imports Triton, so nothing on the CPU path imports it: call :func:`install` (it registers
-the kernels as the CUDA implementations of the two custom ops through :func:`zoo.ska.register_cuda_kernel`) only
-when running on a GPU. The models keep calling :func:`zoo.ska.ska`; nothing else changes.
+Importing this module imports Triton, so nothing on the CPU path imports it: :func:`zoo.ska.use_triton` imports it
+and registers the two launchers as the CUDA implementations of the custom ops, only when running on a GPU. The models keep calling :func:`zoo.ska.ska`; nothing else changes.
 
 Tiling. One program owns a flattened spatial tile of ``BLOCK_HW`` pixels of one image ``b`` for ``BLOCK_G``
 consecutive weight groups, and walks the ``C/G`` channels that share each group (channel ``c = r*G + g``, the
@@ -17,7 +16,7 @@ more registers (48 / 72 / 166 registers for the fp32 forward on sm_90) and fewer
 
 Every tensor is addressed through its own strides, so NCHW, channels_last, sliced/strided views and expanded
 (stride-0) ``grad_out`` work without copies. Outputs are allocated in the layouts the ops' fake implementations
-promise, which ``torch.compile`` relies on: out as ``zoo.ska._out_format(x)`` (channels_last for a channels_last
+promise, which ``torch.compile`` relies on: out as ``zoo.ska.out_format(x)`` (channels_last for a channels_last
 x, else contiguous), grad_x and grad_w contiguous. Offsets within one sample are int32
 (the batch offset is int64); a sample of 2**31 or more elements falls back to the PyTorch path.
 
@@ -39,15 +38,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from zoo.ska import TAPS, _check_shapes, register_cuda_kernel, ska_backward_reference, ska_reference
+from .reference import TAPS, check_shapes, out_format, ska_backward_reference, ska_reference
 
-try:  # the op's output layout, which its fake implementation promises (channels_last in, channels_last out)
-    from zoo.ska import _out_format
-except ImportError:  # a zoo.ska whose op always returns contiguous output
-    def _out_format(x: Tensor) -> torch.memory_format:
-        return torch.contiguous_format
-
-__all__ = ["ska_forward_triton", "ska_backward_triton", "install", "INTERPRET"]
+__all__ = ["ska_forward_triton", "ska_backward_triton", "INTERPRET"]
 
 # Triton's CPU interpreter (TRITON_INTERPRET=1 set before Triton is imported): @triton.jit then returns
 # interpreted functions, and the launchers skip the autotuner.
@@ -345,9 +338,9 @@ def _fits_int32(*ts: Tensor) -> bool:
 def ska_forward_triton(x: Tensor, w: Tensor) -> Tensor:
     """``zoo::ska`` on CUDA: out = SKA(x, w) in x's dtype and in the op's output layout (contiguous, or
     channels_last for a channels_last x, as ``zoo.ska``'s fake implementation says)."""
-    g = _check_shapes(x, w)
+    g = check_shapes(x, w)
     _check_inputs(x, w)
-    fmt = _out_format(x)
+    fmt = out_format(x)
     if not _fits_int32(x, w):  # a single sample of 2**31 elements: not worth a kernel variant
         with torch.no_grad():
             return ska_reference(x, w).to(x.dtype).contiguous(memory_format=fmt)
@@ -358,34 +351,20 @@ def ska_forward_triton(x: Tensor, w: Tensor) -> Tensor:
 
 
 def ska_backward_triton(grad_out: Tensor, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """``zoo::ska_backward`` on CUDA: (grad_x, grad_w), contiguous, in x's and w's dtypes."""
-    g = _check_shapes(x, w)
+    """``zoo::ska_backward`` on CUDA: (grad_x in x's layout as the op's fake says, grad_w contiguous), in x's and
+    w's dtypes."""
+    g = check_shapes(x, w)
     if grad_out.shape != x.shape:
         raise ValueError(f"SKA grad_out shape {tuple(grad_out.shape)} does not match input {tuple(x.shape)}")
     _check_inputs(grad_out, x, w)
     if not _fits_int32(grad_out, x, w):
         grad_x, grad_w = ska_backward_reference(grad_out, x, w)
-        return grad_x.to(x.dtype).contiguous(), grad_w.to(w.dtype).contiguous()
-    grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return grad_x.to(x.dtype).contiguous(memory_format=out_format(x)), grad_w.to(w.dtype).contiguous()
+    grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=out_format(x))
     grad_w = torch.empty(w.shape, dtype=w.dtype, device=w.device)
     if grad_x.numel():
         _launch_backward(grad_out, x, w, grad_x, grad_w, g)
     return grad_x, grad_w
-
-
-_installed = False
-
-
-def install() -> None:
-    """Register the Triton kernels as the CUDA implementations of ``zoo::ska`` and ``zoo::ska_backward``.
-
-    Idempotent. Call it only on a machine that runs SKA on CUDA (it needs nothing from the GPU itself, but
-    importing this module imports Triton).
-    """
-    global _installed
-    if not _installed:
-        register_cuda_kernel(ska_forward_triton, ska_backward_triton)
-        _installed = True
 
 
 assert TAPS == 9  # the kernels hard-code the 3x3 taps
