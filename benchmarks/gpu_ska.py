@@ -122,7 +122,7 @@ def load_official(path: str):
 
 
 def _import_zoo_ska() -> None:
-    """Make zoo.ska and zoo.ska_triton importable; they need only torch and triton. zoo/__init__ also imports
+    """Make zoo.ska and zoo.ska.triton importable; they need only torch and triton. zoo/__init__ also imports
     the models (timm), so where that fails (a bare GPU box) the package is stood up without its __init__."""
     sys.path.insert(0, str(ROOT))
     try:
@@ -154,7 +154,7 @@ def run(args) -> dict:
 
     kt = None
     if "triton" in args.impls:
-        import zoo.ska_triton as kt  # noqa: F811
+        from zoo.ska import triton as kt  # noqa: F811
 
     official = None
     if "official" in args.impls:

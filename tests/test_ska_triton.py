@@ -1,4 +1,4 @@
-"""The Triton SKA kernels (zoo/ska_triton.py) against zoo.ska's reference, forward and both gradients.
+"""The Triton SKA kernels (zoo/ska/triton.py) against zoo.ska's reference, forward and both gradients.
 
 Two kinds of test:
 
@@ -8,7 +8,7 @@ Two kinds of test:
 * ``cuda``-marked tests (skipped without a GPU): the compiled kernels, installed as the CUDA implementation of
   ``zoo::ska``/``zoo::ska_backward``, in every dtype and layout, through autograd and torch.compile.
 
-This module never imports zoo.ska_triton at import time, so collecting it imports no Triton kernels.
+This module never imports zoo.ska.triton at import time, so collecting it imports no Triton kernels.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from zoo.ska import SKA, ska, ska_backward_reference, ska_reference
+from zoo.ska.reference import out_format
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,11 +34,12 @@ import json, os, sys
 assert os.environ.get("TRITON_INTERPRET") == "1"
 import torch
 from zoo.ska import ska_reference, ska_backward_reference
-from zoo import ska_triton as kt
+from zoo.ska import triton as kt
+from zoo.ska.reference import out_format as FMT
 assert kt.INTERPRET
-FMT = kt._out_format
 
-TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3)}
+TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3),
+       torch.float64: (1e-12, 1e-12)}
 
 def check(x, w, go):
     """Compare with the float64 reference on the same (rounded) inputs; returns {quantity: error or None}."""
@@ -51,7 +53,7 @@ def check(x, w, go):
     for q in ("out", "grad_x", "grad_w"):
         t = got[q]
         want_dtype = w.dtype if q == "grad_w" else x.dtype
-        fmt = FMT(x) if q == "out" else torch.contiguous_format
+        fmt = torch.contiguous_format if q == "grad_w" else FMT(x)
         if t.dtype != want_dtype or not t.is_contiguous(memory_format=fmt) or t.shape != ref[q].shape:
             res[q] = f"bad result tensor: {t.dtype} {tuple(t.shape)} strides {t.stride()}, want {fmt}"
             continue
@@ -69,36 +71,50 @@ def inputs(shape, g, dtype=torch.float32):
     return (torch.randn(shape).to(dtype), torch.randn(b, g, 9, h, wd).to(dtype), torch.randn(shape).to(dtype))
 
 cl = torch.channels_last
-def case(name, shape, g, dtype=torch.float32, unroll=1, layout=None):
+def case(name, shape, g, dtype=torch.float32, layout=None, family=None, meta=None):
     x, w, go = inputs(shape, g, dtype)
     if layout == "channels_last":
         x, go = x.to(memory_format=cl), go.to(memory_format=cl)
     elif layout == "channels_last_x":
         x = x.to(memory_format=cl)
-    kt.INTERPRET_META["UNROLL"] = unroll  # taps looped (1), unrolled by row (3) or fully (9)
+    got = kt.kernel_family(x, w, go)
+    assert family is None or got == family, (name, got, family)
+    kt.INTERPRET_META[got] = meta or {}
     cases[name] = check(x, w, go)
+    kt.INTERPRET_META[got] = {}
 
-case("nchw_2x16x5x7_g2", (2, 16, 5, 7), 2)
-case("nchw_2x16x5x7_g2_unroll3", (2, 16, 5, 7), 2, unroll=3)
-case("nchw_1x24x4x9_g3_unroll9", (1, 24, 4, 9), 3, unroll=9)
-case("channels_last_2x16x5x7_g2", (2, 16, 5, 7), 2, layout="channels_last")
-case("channels_last_x_1x24x4x9_g3_unroll3", (1, 24, 4, 9), 3, unroll=3, layout="channels_last_x")
-case("many_channels_per_group_1x40x3x3_g2", (1, 40, 3, 3), 2)  # C/G = 20 > BLOCK_R: split-channel backward
-case("one_pixel_1x8x1x1_g1", (1, 8, 1, 1), 1)
-case("float16_2x16x5x7_g2", (2, 16, 5, 7), 2, torch.float16)
-case("bfloat16_2x16x5x7_g2_unroll3", (2, 16, 5, 7), 2, torch.bfloat16, unroll=3)
-kt.INTERPRET_META["UNROLL"] = 1
+# dense fast path (contiguous NCHW, C/G a power of two): odd sizes, batch 1, tiles across group boundaries
+case("dense_2x16x5x7_g2", (2, 16, 5, 7), 2, family="dense")
+case("dense_vec4_2x16x5x7_g2", (2, 16, 5, 7), 2, family="dense", meta={"BLOCK_N": 64, "VEC": 4})
+case("dense_1x24x4x9_g3", (1, 24, 4, 9), 3, family="dense")
+case("dense_cpg4_odd_1x12x3x11_g3", (1, 12, 3, 11), 3, family="dense", meta={"BLOCK_N": 16, "VEC": 2})
+case("dense_one_pixel_1x8x1x1_g1", (1, 8, 1, 1), 1, family="dense")
+case("dense_float16_2x16x5x7_g2", (2, 16, 5, 7), 2, torch.float16, family="dense")
+case("dense_bfloat16_1x32x7x7_g4", (1, 32, 7, 7), 4, torch.bfloat16, family="dense", meta={"BLOCK_N": 64, "VEC": 2})
+case("dense_float64_1x16x3x4_g2", (1, 16, 3, 4), 2, torch.float64, family="dense")
+# strided kernels: channels_last, C/G not a power of two, C/G > 16 (split backward), strided views
+case("strided_channels_last_2x16x5x7_g2", (2, 16, 5, 7), 2, layout="channels_last", family="strided")
+case("strided_channels_last_bf16_1x32x7x7_g4", (1, 32, 7, 7), 4, torch.bfloat16, layout="channels_last",
+     family="strided")
+case("strided_channels_last_x_1x24x4x9_g3", (1, 24, 4, 9), 3, layout="channels_last_x", family="strided")
+case("strided_cpg6_1x12x4x5_g2", (1, 12, 4, 5), 2, family="strided")
+case("strided_split_1x40x3x3_g2", (1, 40, 3, 3), 2, family="strided")  # C/G = 20 > BLOCK_R: split backward
+case("strided_float16_channels_last_2x16x5x7_g2", (2, 16, 5, 7), 2, torch.float16, layout="channels_last",
+     family="strided")
 xs = torch.randn(2, 16, 5, 14)[..., ::2]                      # strided view of x
 ws = torch.randn(2, 5, 7, 9, 2).permute(0, 4, 3, 1, 2)        # w with permuted strides
 gos = torch.randn(1, 1, 1, 1).expand(2, 16, 5, 7)              # stride-0 grad_out, as from out.sum()
-cases["non_contiguous_2x16x5x7_g2"] = check(xs, ws, gos)
+assert kt.kernel_family(xs, ws, gos) == "strided"
+cases["strided_non_contiguous_2x16x5x7_g2"] = check(xs, ws, gos)
 print("RESULTS " + json.dumps(cases))
 '''
 
-INTERP_CASES = ["nchw_2x16x5x7_g2", "nchw_2x16x5x7_g2_unroll3", "nchw_1x24x4x9_g3_unroll9",
-                "channels_last_2x16x5x7_g2", "channels_last_x_1x24x4x9_g3_unroll3",
-                "many_channels_per_group_1x40x3x3_g2", "one_pixel_1x8x1x1_g1", "float16_2x16x5x7_g2",
-                "bfloat16_2x16x5x7_g2_unroll3", "non_contiguous_2x16x5x7_g2"]
+INTERP_CASES = ["dense_2x16x5x7_g2", "dense_vec4_2x16x5x7_g2", "dense_1x24x4x9_g3", "dense_cpg4_odd_1x12x3x11_g3",
+                "dense_one_pixel_1x8x1x1_g1", "dense_float16_2x16x5x7_g2", "dense_bfloat16_1x32x7x7_g4",
+                "dense_float64_1x16x3x4_g2", "strided_channels_last_2x16x5x7_g2",
+                "strided_channels_last_bf16_1x32x7x7_g4", "strided_channels_last_x_1x24x4x9_g3",
+                "strided_cpg6_1x12x4x5_g2", "strided_split_1x40x3x3_g2",
+                "strided_float16_channels_last_2x16x5x7_g2", "strided_non_contiguous_2x16x5x7_g2"]
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +138,12 @@ def test_interpreter_kernels_match_reference(interpreter_results, case):
 
 
 def test_cpu_path_does_not_load_the_triton_kernels():
-    if "zoo.ska_triton" in sys.modules:
+    if "zoo.ska.triton" in sys.modules:
         pytest.skip("another test in this process installed the Triton kernels")
     x = torch.randn(1, 16, 5, 5, requires_grad=True)
     w = torch.randn(1, 2, 9, 5, 5, requires_grad=True)
     ska(x, w).sum().backward()
-    assert "zoo.ska_triton" not in sys.modules
+    assert "zoo.ska.triton" not in sys.modules
 
 
 def _gpu_bench_module():
@@ -172,9 +188,10 @@ TOL = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16:
 
 @pytest.fixture(scope="module")
 def kt():
-    import zoo.ska_triton as module
+    import zoo.ska
+    from zoo.ska import triton as module
 
-    module.install()
+    assert zoo.ska.use_triton()
     return module
 
 
@@ -182,7 +199,7 @@ def kt():
 def calls(kt, monkeypatch):
     """Count launches of the two Triton kernels (the registered op implementations call these)."""
     counts = {"forward": 0, "backward": 0}
-    fwd, bwd = kt._launch_forward, kt._launch_backward
+    fwd, bwd = kt.launch_forward, kt.launch_backward
 
     def counting_fwd(*a, **k):
         counts["forward"] += 1
@@ -192,8 +209,8 @@ def calls(kt, monkeypatch):
         counts["backward"] += 1
         return bwd(*a, **k)
 
-    monkeypatch.setattr(kt, "_launch_forward", counting_fwd)
-    monkeypatch.setattr(kt, "_launch_backward", counting_bwd)
+    monkeypatch.setattr(kt, "launch_forward", counting_fwd)
+    monkeypatch.setattr(kt, "launch_backward", counting_bwd)
     return counts
 
 
@@ -210,11 +227,12 @@ def _check(kt, x, w, go):
     gx, gw = kt.ska_backward_triton(go, x, w)
     xd, wd, god = x.double(), w.double(), go.double()
     ref_gx, ref_gw = ska_backward_reference(god, xd, wd)
-    assert out.is_contiguous(memory_format=kt._out_format(x))  # the layout the op's fake implementation promises
+    fmt = out_format(x)  # the layout the op's fake implementation promises, for out and grad_x
+    assert out.is_contiguous(memory_format=fmt)
     for got, want, dtype in ((out, ska_reference(xd, wd), x.dtype), (gx, ref_gx, x.dtype), (gw, ref_gw, w.dtype)):
         assert got.dtype == dtype and got.shape == want.shape
         torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol)
-    assert gx.is_contiguous() and gw.is_contiguous()
+    assert gx.is_contiguous(memory_format=fmt) and gw.is_contiguous()
 
 
 def _ids(v):
@@ -244,15 +262,30 @@ def test_every_autotune_config_is_correct(kt, layout):
     xd, wd = x.double(), w.double()
     ref_out = ska_reference(xd, wd)
     ref_gx, ref_gw = ska_backward_reference(go.double(), xd, wd)
-    family = kt._prune(kt._configs(), {"sxc": x.stride(1), "G": 16, "H": 14, "W": 14})
+    if layout == "nchw":
+        assert kt.kernel_family(x, w, go) == "dense"
+        family = kt.dense_configs()
+    else:
+        family = kt.prune_strided(kt.strided_configs(), {"sxc": x.stride(1), "G": 16, "H": 14, "W": 14})
     assert len(family) > 1
+    fmt = out_format(x)
     for config in family:
-        out = torch.empty(x.shape, device="cuda")
-        gx, gw = torch.empty(x.shape, device="cuda"), torch.empty(w.shape, device="cuda")
-        kt._launch_forward(x, w, out, 16, config=config)
-        kt._launch_backward(go, x, w, gx, gw, 16, config=config)
+        out = torch.empty(x.shape, device="cuda").contiguous(memory_format=fmt)
+        gx = torch.empty(x.shape, device="cuda").contiguous(memory_format=fmt)
+        gw = torch.empty(w.shape, device="cuda")
+        kt.launch_forward(x, w, out, 16, config=config)
+        kt.launch_backward(go, x, w, gx, gw, 16, config=config)
         for got, want in ((out, ref_out), (gx, ref_gx), (gw, ref_gw)):
             torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{config}: {m}")
+
+
+@cuda
+@pytest.mark.parametrize("shape,g", [((4, 128, 14, 14), 16), ((4, 256, 7, 7), 32), ((2, 128, 28, 28), 16),
+                                     ((2, 384, 7, 7), 48)], ids=_ids)
+def test_lsnet_shapes_take_the_dense_path(kt, shape, g):
+    x, w, go = _inputs(shape, g)
+    assert kt.kernel_family(x, w) == "dense" and kt.kernel_family(x, w, go) == "dense"
+    _check(kt, x, w, go)
 
 
 @cuda

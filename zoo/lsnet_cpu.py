@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .lsnet import LKP, Attention, Block, LSConv, LSNet, Residual, StagedBackbone
-from .ska import ska
+from .ska import ska, ska_decomposition
 
 __all__ = ["optimize_for_inference", "compile_for_inference", "ska_decomposition", "LSNetCPU", "mkldnn_available"]
 
@@ -371,20 +371,6 @@ class LSNetCPU(StagedBackbone):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def ska_decomposition(x: Tensor, w: Tensor) -> Tensor:
-    """SKA in functional aten ops (no in-place), for compilers that should fuse it with its neighbours."""
-    from .ska import _check_shapes, _grouped, _taps
-
-    g = _check_shapes(x, w)
-    b, c, h, wd = x.shape
-    xp = _grouped(F.pad(x, (1, 1, 1, 1)), g)
-    out = None
-    for k, i, j in _taps():
-        term = xp[..., i:i + h, j:j + wd] * w[:, None, :, k]
-        out = term if out is None else out + term
-    return out.reshape(b, c, h, wd)
 
 
 def compile_for_inference(model: nn.Module, *, mode: str | None = None, decompose_ska: bool = True,
