@@ -421,6 +421,26 @@ def export(model: str = typer.Argument(..., help="model name"),
     console.print(table)
 
 
+results_app = typer.Typer(no_args_is_help=True, help="Inspect a results store.")
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("check")
+@_user_errors
+def results_check(directory: Path = typer.Argument(..., help="results directory (holds results.jsonl)")) -> None:
+    """List every bad record of a results store (line and reason); exit 1 when there are any."""
+    from .results import ResultsStore
+
+    report = ResultsStore(directory).check()
+    for line, reason in report.bad:
+        typer.echo(f"{report.path}:{line}: {reason}")
+    for line, note in report.incomplete:
+        typer.echo(f"{report.path}:{line}: note: {note}")
+    typer.echo(f"{report.path}: {report.records} good record(s), {len(report.bad)} bad")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,5 +1,6 @@
 """Memory estimates before allocating (issue 10): hand-computed toy models, the lower-bound property
 against the real peak, and the out-of-memory reproductions refused at once."""
+import re
 import resource
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from torch import nn
 import zoo
 from lsbench.errors import LsbenchError
 from lsbench.resources import (MemoryEstimate, available_memory, cgroup_headroom, check_fits, estimate_memory,
-                               meminfo_available)
+                               gib, meminfo_available)
 
 REPO = Path(__file__).resolve().parents[1]
 F32 = 4
@@ -120,11 +121,12 @@ def test_oom_repros_are_refused_at_once_without_allocating(shape):
     elapsed = time.perf_counter() - start
     message = str(info.value)
     assert "\n" not in message
-    free = available_memory("cpu")
-    input_gib = shape[0] * 3 * shape[2] * shape[3] * F32 / 2 ** 30
-    assert message.startswith("needs at least ") and message.endswith(f"this machine has {free / 2 ** 30:,.1f} GiB available") \
-        or message.endswith(f"this machine has {free / 2 ** 30:,.2f} GiB available")
-    assert f"(input {input_gib:,.1f}, activations " in message
+    est = estimate_memory(model, shape)
+    assert est.input_bytes == shape[0] * 3 * shape[2] * shape[3] * F32  # by hand: 560,760.5 / 111.8 GiB
+    needs, free = re.fullmatch(r"(.*), this machine has ([\d,.]+) GiB available", message).groups()
+    assert needs == (f"needs at least {gib(est.total)} GiB (input {gib(est.input_bytes)}, activations "
+                     f"{gib(est.activation_bytes)}, weights {gib(est.weight_bytes)})")
+    assert float(free.replace(",", "")) == pytest.approx(available_memory("cpu") / 2 ** 30, rel=0.1)
     assert _rss() - before < 512 * 2 ** 20  # nothing of the 100+ GiB was allocated
     assert elapsed < 30, f"a meta forward should take about a second, took {elapsed:.1f} s"
 

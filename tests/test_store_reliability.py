@@ -496,3 +496,44 @@ def test_another_measurement_on_the_store_is_seen(tmp_path):
     finally:
         proc.kill()
         proc.communicate(timeout=60)
+
+
+# ------------------------------------------------------------------------------------ lsbench results check
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from lsbench.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_results_check_lists_bad_records_and_exits_1(tmp_path):
+    store = ResultsStore(tmp_path)
+    _write_lines(store, [_good("a").to_json(), json.dumps({**BASE, "settings": "oops"}), _good("b").to_json(),
+                         json.dumps({**BASE, "model": 123})])
+    result = _cli("results", "check", str(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        f"{store.path}:2: settings must be an object, got a string",
+        f"{store.path}:4: model must be a non-empty string, got a number",
+        f"{store.path}: 2 good record(s), 2 bad",
+    ]
+
+
+def test_results_check_of_a_healthy_store_exits_0(tmp_path):
+    ResultsStore(tmp_path).append([_good("a"), _good("b")])
+    result = _cli("results", "check", str(tmp_path))
+    assert result.exit_code == 0 and result.stdout.splitlines() == [f"{tmp_path / 'results.jsonl'}: 2 good record(s), 0 bad"]
+
+
+@pytest.mark.parametrize("target", ["missing", "file"])
+def test_results_check_of_no_store_is_one_line_exit_2(tmp_path, target):
+    path = tmp_path / target
+    if target == "file":
+        path.write_text("x")
+    result = _cli("results", "check", str(path))
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: no results in ") and "Traceback" not in result.output
+    assert target == "file" or not path.exists()
