@@ -20,11 +20,13 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import math
 import os
 import re
+import shlex
 import types
 import typing
 import uuid
@@ -87,14 +89,20 @@ def _matches(value: Any, hint: Any) -> bool:
     return True  # an annotation this checker does not know: accept rather than drop data
 
 
-_SETTINGS_TYPES = typing.get_type_hints(ProfileSettings)
+@functools.lru_cache(maxsize=1)
+def _settings_types() -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(ProfileSettings)
+    except (NameError, TypeError):  # an annotation that cannot be resolved at run time: check fields by name only
+        return {}
 
 
 def _settings_problem(settings: dict[str, Any]) -> str | None:
     """Why stored settings would break readers, or None. Known fields must have their type (the
     tables filter and group on them); fields unknown to this version are kept (forward compatible)."""
+    types_by_name = _settings_types()
     for name, value in settings.items():
-        hint = _SETTINGS_TYPES.get(name)
+        hint = types_by_name.get(name)
         if hint is not None and not _matches(value, hint):
             return f"settings.{name} has the wrong type ({_type_name(value)})"
     return None
@@ -246,7 +254,7 @@ class ResultsStore:
             return None
         line, reason = self.bad_lines[0]
         return (f"warning: skipped {len(self.bad_lines)} bad record(s) in {self.path} (first at line {line}: "
-                f"{reason}); run `lsbench results check {self.directory}`")
+                f"{reason}); run `lsbench results check {shlex.quote(str(self.directory))}`")
 
     def _read_bytes(self) -> bytes:
         try:
@@ -256,7 +264,8 @@ class ResultsStore:
         except OSError as exc:
             raise LsbenchError(f"cannot read results from {self.path}: {exc.strerror or exc}") from None
         with handle:  # closing releases the lock
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # never read a batch while it is being written
+            with contextlib.suppress(OSError):  # a file system without flock (ENOLCK): read unlocked
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # never read a batch while it is being written
             return handle.read()
 
     def records(self) -> list[Record]:

@@ -537,3 +537,21 @@ def test_results_check_of_no_store_is_one_line_exit_2(tmp_path, target):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: no results in ") and "Traceback" not in result.output
     assert target == "file" or not path.exists()
+
+
+def test_first_append_fsyncs_the_new_file_s_directory(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = ResultsStore(tmp_path / "new" / "run")
+    store.append([_good("a")])
+    # the two new directories' parents, then the file's directory, then the file's data
+    assert synced == [str(tmp_path), str(tmp_path / "new"), str(tmp_path / "new" / "run"), str(store.path)]
+    synced.clear()
+    store.append([_good("b")])
+    assert synced == [str(store.path)]  # an existing file: only its data
