@@ -165,7 +165,7 @@ def profile(
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
     counter_list = [c.strip() for c in counters.split(",") if c.strip()]
     validate_job(metric_list, counter_list)
-    store = ResultsStore(out)
+    store = ResultsStore.open_for_writing(out)  # fail before measuring, not after
     if settings.device == "cuda":
         import torch
         if not torch.cuda.is_available():

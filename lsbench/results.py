@@ -485,7 +485,7 @@ def _make_dirs(directory: Path) -> None:
     """mkdir -p that fsyncs the parent of every directory it creates, so the names survive a crash."""
     missing = []
     path = directory
-    while not path.is_dir():
+    while not path.exists():  # an existing non-directory then fails mkdir with "Not a directory"
         missing.append(path)
         if path.parent == path:
             break
