@@ -79,7 +79,7 @@ def _cell(value) -> str:
 
 def _warn_store(store) -> None:
     """One line when the store held records that could not be read (they are skipped, never fatal)."""
-    warning = store.read_warning() if hasattr(store, "read_warning") else None
+    warning = store.read_warning()
     if warning:
         err_console.print(warning, markup=False, highlight=False)
 
@@ -152,7 +152,7 @@ def profile(
         interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds)
     metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
     check_host(settings)
-    store = ResultsStore(out)
+    store = ResultsStore.open_for_writing(out)  # fail before measuring, not after
     _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep)
     _warn_store(store)
     summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))
@@ -163,15 +163,23 @@ def profile(
 
 
 def _run_sweep(names, settings, store, metrics, counters, sweep) -> None:
-    """The sweep with a progress bar on stderr; Ctrl-C keeps every finished round and exits 130."""
+    """The sweep with a progress bar on stderr, holding the store's lock of this job (a second identical
+    sweep waits, then skips what this one finished); Ctrl-C keeps every finished round and exits 130."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .profile import job_key
 
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err_console,
                         transient=False)
     task = progress.add_task("profiling", total=len(names))
+    if store.other_measurement_active():
+        err_console.print(f"warning: another measurement is running on {store.directory}; it competes for the "
+                          f"same cores", markup=False, highlight=False)
+    key = job_key(settings, metrics, counters)
     try:
-        with progress:
+        with store.measuring(), store.job_lock(key, on_wait=lambda pid: err_console.print(
+                f"waiting for another sweep with identical settings (pid {pid}) to finish", markup=False)), progress:
             sweep(names, settings, store, metrics, counters,
                   on_start=lambda n: progress.update(task, description=f"profiling {n}"),
                   on_done=lambda n, _: progress.advance(task),
@@ -356,6 +364,26 @@ def export(model: str = typer.Argument(..., help="model name"),
         shown.add_row(result.format, str(result.path), f"{result.size_bytes / 1e6:.1f}", rel,
                       result.check_runtime or (result.check_note or "-"), str(result.passed))
     console.print(shown)
+
+
+results_app = typer.Typer(no_args_is_help=True, help="Inspect a results store.")
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("check")
+@_user_errors
+def results_check(directory: Path = typer.Argument(..., help="results directory (holds results.jsonl)")) -> None:
+    """List every bad record of a results store (line and reason); exit 1 when there are any."""
+    from .results import ResultsStore
+
+    report = ResultsStore(directory).check()
+    for line, reason in report.bad:
+        typer.echo(f"{report.path}:{line}: {reason}")
+    for line, note in report.incomplete:
+        typer.echo(f"{report.path}:{line}: note: {note}")
+    typer.echo(f"{report.path}: {report.records} good record(s), {len(report.bad)} bad")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

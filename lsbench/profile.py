@@ -29,12 +29,13 @@ from .counting import COUNTERS, check_counters, count_flops, param_counts
 from .env import fingerprint, gpu_telemetry
 from .errors import LsbenchError
 from .options import check_pin_cores, check_threads, require_device
+from .resources import check_fits
 from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
 __all__ = ["PreparedModel", "prepare", "count_records", "profile_sweep", "job_key", "validate_job",
-           "check_host", "METRICS", "ROUND_METRIC"]
+           "check_host", "check_memory", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
 #: one finished timing round of one model (its samples in ``extra["samples_s"]``)
@@ -68,6 +69,18 @@ def check_host(settings: ProfileSettings) -> None:
         check_threads(settings.threads)
         check_threads(settings.interop_threads, "interop_threads")
         check_pin_cores(settings.pin_cores)
+
+
+def check_memory(name: str, settings: ProfileSettings) -> None:
+    """Refuse, before anything is allocated, a model whose input, activations and weights at this batch
+    and resolution cannot fit the device (a lower bound from one meta-device forward)."""
+    with torch.device("meta"):
+        model = zoo.create_model(name).eval()
+    res = _resolution(name, settings)
+    try:
+        check_fits(model, (settings.batch, 3, res, res), settings.device, dtype=settings.dtype)
+    except LsbenchError as exc:
+        raise LsbenchError(f"{name} at batch {settings.batch}, {res}x{res} px: {exc}") from None
 
 
 def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
@@ -308,6 +321,9 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     if not pending:
         return []
     timed = "latency" in metrics
+    if timed:
+        for name in pending:
+            check_memory(name, settings)
     rounds = _stored_rounds(store, pending, key) if timed else {n: {} for n in pending}
     new: list[Record] = []
 

@@ -62,8 +62,8 @@ def _cases():
         (["profile", "--device", "onnxruntime", "--dtype", "fp16"], "runs the exported fp32 model"),
         (["profile", "--dtype", "fp64"], "unknown dtype 'fp64'"),
         (["profile", "--amp"], "amp needs dtype fp16 or bf16"),
-        (["profile", "--batch", "1000000000"], "needs ~"),
-        (["profile", "--resolution", "100000"], "needs ~"),
+        (["profile", "--batch", "1000000000"], "needs at least"),
+        (["profile", "--resolution", "100000"], "needs at least"),
         (["profile", "--bogus"], "No such option: --bogus"),
         (["profile", "--out", "{blocker}/sub"], "cannot write results"),
         # flops
@@ -78,7 +78,7 @@ def _cases():
         (["erf", "lsnet_t", "--size", "16"], "--size must be at least 32"),
         (["erf", "lsnet_t", "--num-images", "0"], "--num-images must be at least 1"),
         (["erf", "lsnet_t", "--images", "{root}/missing"], "does not exist"),
-        (["erf", "lsnet_t", "--size", "5000"], "needs ~"),
+        (["erf", "lsnet_t", "--size", "5000"], "needs at least"),
         (["erf", "lsnet_t", "--checkpoint", "{root}/missing.pth"], "does not exist"),
         (["erf", "lsnet_t", "--format", "xml"], "unknown format 'xml'"),
         # eval

@@ -79,9 +79,14 @@ def test_store_append_and_read_back(tmp_path):
 def test_unwritable_directory_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(LsbenchError, match="cannot write results to") as info:
-        ResultsStore(blocker / "results")
-    assert str(blocker) in str(info.value) and "\n" not in str(info.value)
+    store = ResultsStore(blocker / "results")  # reading needs nothing written
+    assert store.records() == [] and store.read_warning() is None
+    record = Record(model="a", metric="params", value=1.0, unit="count")
+    for attempt in (lambda: ResultsStore.open_for_writing(blocker / "results"), lambda: store.append([record])):
+        with pytest.raises(LsbenchError, match="cannot write results to") as info:
+            attempt()
+        assert str(blocker) in str(info.value) and "\n" not in str(info.value)
+    assert blocker.read_text() == "not a directory"
 
 
 def test_frame_is_tidy(tmp_path):
@@ -107,18 +112,19 @@ def test_frame_is_tidy(tmp_path):
     assert str(df["time"].dtype).startswith("datetime64") and df["time"].dt.tz is not None
 
 
-def test_truncated_final_line_is_skipped_counted_and_fenced(tmp_path):
+def test_truncated_final_line_is_skipped_counted_and_repaired(tmp_path):
     store = ResultsStore(tmp_path)
     store.append([Record(model="a", metric="params", value=1.0, unit="count", settings_key="k")])
     whole = Record(model="b", metric="params", value=2.0, unit="count", settings_key="k").to_json()
     with open(store.path, "ab") as handle:  # what a writer killed mid-line leaves behind
         handle.write(whole[: len(whole) // 2].encode())
     assert [r.model for r in store.records()] == ["a"]
-    assert store.skipped_lines == 1
-    # The next append must not glue its record onto the truncated line.
+    assert store.skipped_lines == 1 and store.first_bad_line == 2
+    assert "truncated last line" in store.bad_lines[0][1]
+    # The next append removes the partial line instead of gluing its record onto it.
     store.append([Record(model="c", metric="params", value=3.0, unit="count", settings_key="k")])
     assert [r.model for r in store.records()] == ["a", "c"]
-    assert store.skipped_lines == 1
+    assert store.skipped_lines == 0 and len(_lines(store)) == 2
 
 
 def test_batch_cut_short_is_not_done(tmp_path):
@@ -184,7 +190,7 @@ run_sweep([f"m{i:02d}" for i in range(50)], measure, ResultsStore(sys.argv[1]), 
 
 
 def test_sigkilled_sweep_loses_nothing_finished_and_resumes(tmp_path):
-    store = ResultsStore(tmp_path)
+    store = ResultsStore.open_for_writing(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", _SWEEP, str(tmp_path)], env=_child_env(),
                             stderr=subprocess.PIPE)
     try:

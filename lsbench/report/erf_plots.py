@@ -132,6 +132,23 @@ def plot_erf_comparison(maps: Mapping, table, path: str | Path, *, layer: str = 
     return _save(fig, path)
 
 
+def check_erf_memory(models, size: int, num_images: int, device: str = "cpu") -> None:
+    """Refuse, before any image is loaded, an ERF whose image stack plus one image's forward and backward
+    cannot fit the device."""
+    import torch
+
+    import zoo
+    from lsbench.resources import check_fits
+
+    for name in models:
+        with torch.device("meta"):
+            model = zoo.create_model(name).eval()
+        try:
+            check_fits(model, (1, 3, size, size), device, backward=True, held_bytes=num_images * 3 * size * size * 4)
+        except LsbenchError as exc:
+            raise LsbenchError(f"ERF of {name} over {num_images} images at {size} px: {exc}") from None
+
+
 def erf_report(models, out, *, images=None, num_images: int = 50, size: int = 1024, checkpoint=None,
                stages: bool = True, device: str = "cpu", seed: int = 0):
     """What ``lsbench erf`` makes: the ERF of each model over the same images, one heat map per model, a
@@ -143,6 +160,7 @@ def erf_report(models, out, *, images=None, num_images: int = 50, size: int = 10
     from .render import render_frame
 
     names = list(models)
+    check_erf_memory(names, size, num_images, device)
     batch = load_images(images, num_images=num_images, size=size, seed=seed)
     maps, table = erf_analysis(names, batch, weights={n: checkpoint for n in names}, stages=stages, seed=seed,
                                device=device)
