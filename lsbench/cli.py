@@ -129,7 +129,7 @@ def profile(
     """Measure params, FLOPs and latency; every finished round is stored at once, reruns resume."""
     from .errors import LsbenchError
     from .options import check_format, split_models
-    from .profile import check_host, job_key, profile_sweep, validate_job
+    from .profile import job_key, preflight, profile_sweep, validate_job
     from .report.summary import profile_summary
     from .results import ResultsStore
     from .settings import RUNTIMES, resolve_settings
@@ -151,7 +151,7 @@ def profile(
         channels_last=channels_last, compile=compile_, fused=fused, threads=threads,
         interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds)
     metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
-    check_host(settings)
+    preflight(names, settings, metric_list)
     store = ResultsStore.open_for_writing(out)  # fail before measuring, not after
     _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep)
     _warn_store(store)

@@ -35,7 +35,7 @@ from .settings import EAGER, RUNTIMES, ProfileSettings
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
 __all__ = ["PreparedModel", "prepare", "count_records", "profile_sweep", "job_key", "validate_job",
-           "check_host", "check_memory", "METRICS", "ROUND_METRIC"]
+           "check_host", "check_memory", "preflight", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
 #: one finished timing round of one model (its samples in ``extra["samples_s"]``)
@@ -81,6 +81,18 @@ def check_memory(name: str, settings: ProfileSettings) -> None:
         check_fits(model, (settings.batch, 3, res, res), settings.device, dtype=settings.dtype)
     except LsbenchError as exc:
         raise LsbenchError(f"{name} at batch {settings.batch}, {res}x{res} px: {exc}") from None
+
+
+def preflight(names: Sequence[str], settings: ProfileSettings, metrics: Iterable[str] = METRICS) -> None:
+    """Everything that can be refused before a sweep starts: unknown names, what this host cannot honour,
+    and (when latency is measured) models that cannot fit the device at this batch and resolution."""
+    settings.validate()
+    for name in names:
+        zoo.get_card(name)
+    check_host(settings)
+    if "latency" in metrics:
+        for name in names:
+            check_memory(name, settings)
 
 
 def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
@@ -321,9 +333,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     if not pending:
         return []
     timed = "latency" in metrics
-    if timed:
-        for name in pending:
-            check_memory(name, settings)
+    preflight(pending, settings, metrics)
     rounds = _stored_rounds(store, pending, key) if timed else {n: {} for n in pending}
     new: list[Record] = []
 

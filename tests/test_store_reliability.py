@@ -359,7 +359,7 @@ def test_writer_killed_between_two_writes_of_one_batch_is_repaired(tmp_path):
     report = store.check()
     assert report.records == 1 + whole and len(report.bad) == 1 and "truncated last line" in report.bad[0][1]
     assert [line for line, _ in report.incomplete] == [2]
-    assert not store.done("big0", "")
+    assert ("big0", "") not in store.completed()
     store.append([_good("b")])
     assert [r.model for r in store.records()] == ["a", "b"] and store.skipped_lines == 0
     assert len(_every_line_parses(store)) == 2
@@ -371,7 +371,7 @@ def test_incomplete_last_batch_and_partial_line_are_truncated(tmp_path):
     store.append([_good("b1"), _good("b2"), _good("b3")])
     lines = store.path.read_bytes().splitlines(keepends=True)
     store.path.write_bytes(b"".join(lines[:3]) + lines[3][:25])  # b's batch: 2 records and half a line
-    assert [r.model for r in store.records()] == ["a", "b1", "b2"] and not store.done("b1", "")
+    assert [r.model for r in store.records()] == ["a", "b1", "b2"] and ("b1", "") not in store.completed()
     store.append([_good("c")])
     assert [r.model for r in store.records()] == ["a", "c"] and store.skipped_lines == 0
     assert len(_every_line_parses(store)) == 2

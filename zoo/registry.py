@@ -102,9 +102,11 @@ def _timm_names() -> frozenset[str]:
 
 def _suggest(name: str) -> str:
     pool = list(_cards()) + sorted(_timm_names() - set(_cards()))
-    close = difflib.get_close_matches(name, pool, n=4, cutoff=0.6)
+    close = [n for n in pool if n.lower() == name.lower()]  # the same name in another case first
+    close += [n for n in difflib.get_close_matches(name.lower(), pool, n=4, cutoff=0.6) if n not in close]
     if not close:
-        close = [n for n in pool if name.split("_")[0] in n][:4]
+        close = [n for n in pool if name.lower().split("_")[0] in n][:4]
+    close = close[:4]
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
