@@ -476,7 +476,7 @@ class LSNet(StagedBackbone):
             return (out + out_dist) / 2
         return self.head(x)
 
-    def forward(self, x: Tensor):
+    def forward(self, x):  # unannotated: FX writes a string annotation into its code, which TorchScript rejects
         return self.forward_head(self.forward_features(x))
 
     @torch.jit.ignore
@@ -517,7 +517,8 @@ def _cfg(hub_id: str, distill: bool) -> dict:
     The official eval transform resizes to 256 and centre-crops 224 (data/datasets.py), i.e. crop_pct 0.875;
     the official timm cfg says 0.9 and names the classifier ``head.linear``, which its model does not have
     (the BN_Linear head holds ``head.l``): the values here follow the code that produced the published accuracy.
-    ``custom_load`` sends pretrained *files* through :meth:`LSNet.load_pretrained` (the zoo loader)."""
+    ``custom_load`` sends pretrained *files* through :meth:`LSNet.load_pretrained` (the zoo loader); hub
+    weights and ``state_dict`` overlays go through timm's loader with :func:`checkpoint_filter_fn`."""
     return dict(hf_hub_id=hub_id, num_classes=1000, input_size=(3, 224, 224), pool_size=(4, 4), crop_pct=0.875,
                 interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
                 first_conv="patch_embed.0.c", classifier=("head.l", "head_dist.l") if distill else "head.l",
@@ -533,6 +534,12 @@ default_cfgs = generate_default_cfgs({
 
 def _create_lsnet(variant: str, pretrained: bool = False, **kwargs) -> LSNet:
     arch = variant.removesuffix("_distill")
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    if overlay.get("file"):
+        # timm resets custom_load for a user's file and would read it generically: the EMA copy instead of
+        # the evaluated 'model' weights, and a refusal of the official 'args' entry under weights_only.
+        # LSNet files are official checkpoints, so they keep the zoo loader unless custom_load is given.
+        kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
     kwargs.setdefault("distillation", variant != arch)
     out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
     # blocks1..4 are the taps; flattening them would hide the stage modules FeatureListNet looks for
