@@ -117,3 +117,27 @@ def test_load_checkpoint_into_existing_model(tmp_path, trained_sd):
     report = load_checkpoint(model, path)
     assert report["sha256"] == sha256_of(path)
     _assert_loaded(model, trained_sd)
+
+
+@pytest.mark.parametrize("name", ["lsnet_t", "repvit_m0_9"])
+def test_features_only_backbone_from_checkpoint(tmp_path, name):
+    whole = zoo.create_model(name)
+    with torch.no_grad():
+        for p in whole.parameters():
+            p.normal_(0, 0.02)
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": whole.state_dict()}, path)
+    backbone = zoo.create_model(name, checkpoint=path, sha256=sha256_of(path), features_only=True)
+    sd = whole.state_dict()
+
+    def original(key):  # timm's feature wrapper flattens e.g. stages.0 -> stages_0
+        top, _, rest = key.partition(".")
+        return key if key in sd else f"{top.replace('_', '.', 1)}.{rest}"
+
+    _assert_loaded(backbone, {k: sd[original(k)] for k in backbone.state_dict()})
+    assert backbone.lsbench_checkpoint["sha256"] == sha256_of(path)
+    assert "state_dict" not in backbone.pretrained_cfg
+    torch.save({"model": zoo.create_model("lsnet_s").state_dict()}, path)
+    if name == "lsnet_t":  # the file is checked against the whole model: the same one-line error
+        with pytest.raises(ZooError, match="does not fit lsnet_t"):
+            zoo.create_model(name, checkpoint=path, features_only=True)

@@ -72,8 +72,8 @@ def test_documented_key_shapes():
 
 def test_bias_index_matches_first_seen_numbering():
     att = Attention(64, 16, num_heads=2, attn_ratio=2, resolution=4)
-    from zoo.lsnet import _offset_index
-    assert torch.equal(_offset_index(4, 4), att.attention_bias_idxs)
+    from zoo.lsnet import offset_index
+    assert torch.equal(offset_index(4, 4), att.attention_bias_idxs)
 
 
 def test_other_input_sizes_interpolate_the_bias_without_touching_weights(tiny):
@@ -96,8 +96,8 @@ def test_interpolated_bias_equals_stored_bias_on_native_grid():
     stored = att.attention_biases[:, att.attention_bias_idxs]
     table = att.attention_biases.view(1, 2, 4, 4)
     via_interp = torch.nn.functional.interpolate(table, size=(4, 4), mode="bicubic", align_corners=False)[0]
-    from zoo.lsnet import _offset_index
-    torch.testing.assert_close(via_interp.flatten(1)[:, _offset_index(4, 4)], stored)
+    from zoo.lsnet import offset_index
+    torch.testing.assert_close(via_interp.flatten(1)[:, offset_index(4, 4)], stored)
     big = att.attention_bias(8, 8)
     assert big.shape == (2, 64, 64)
     # symmetric in the offset: bias(p, q) == bias(q, p)

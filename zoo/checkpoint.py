@@ -1,12 +1,16 @@
 """Checkpoint loading for every zoo model: one reader for .pth/.pt/.bin/.safetensors, strict key matching.
 
-The official LSNet training code saves ``{'model': state_dict, ...}``; its timm-hub copies are bare
-state_dicts (``pytorch_model.bin``); DDP checkpoints carry a ``module.`` prefix. All of them load here
-with ``weights_only=True`` (no pickled code runs), an optional sha256 check, and an error that names the
-missing, unexpected and mis-shaped keys when the file does not fit the model.
+The official LSNet training code saves ``{'model': state_dict, 'model_ema': ..., 'args': Namespace, ...}``;
+its timm-hub copies are bare state_dicts (``pytorch_model.bin``); DDP / compiled models add ``module.`` /
+``_orig_mod.`` prefixes. :func:`checkpoint_filter_fn` turns any of these into the model's state_dict; it is
+the one filter both for timm's pretrained loading (``pretrained_filter_fn``) and for :func:`load_checkpoint`.
+Files are read with ``weights_only=True`` (no pickled code runs; ``argparse.Namespace`` is allowed for the
+official ``args`` entry), with an optional sha256 check, and a one-line error that names the missing,
+unexpected and mis-shaped keys when the file does not fit the model.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,9 +20,13 @@ from torch import Tensor, nn
 
 from .errors import ZooError
 
-__all__ = ["read_state_dict", "load_checkpoint", "sha256_of", "diff_keys", "WRAPPER_KEYS"]
+__all__ = ["read_state_dict", "read_checkpoint", "load_checkpoint", "checkpoint_filter_fn", "sha256_of", "diff_keys",
+           "WRAPPER_KEYS"]
 
+# 'model' first: the official evaluation reads checkpoint['model'] (its accuracy is the published one), not
+# 'model_ema', which timm's generic reader would prefer
 WRAPPER_KEYS = ("model", "state_dict")
+PREFIXES = ("module.", "_orig_mod.")
 _LIST_LIMIT = 6
 
 
@@ -30,19 +38,42 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:
-    """Peel ``{'model': ...}`` / ``{'state_dict': ...}`` and a ``module.`` prefix."""
+def _unwrap(obj: object) -> Mapping:
+    """Peel ``{'model': ...}`` / ``{'state_dict': ...}`` wrappers (outermost first)."""
     while isinstance(obj, Mapping):
         inner = next((obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
         if inner is None:
             break
         obj = inner
+    return obj
+
+
+def _strip(key: str) -> str:
+    while key.startswith(PREFIXES):
+        key = next(key[len(p):] for p in PREFIXES if key.startswith(p))
+    return key
+
+
+def checkpoint_filter_fn(state_dict: Mapping, model: nn.Module | None = None) -> dict[str, Tensor]:
+    """Any official layout -> the model's state_dict: wrappers peeled, DDP/compile prefixes stripped,
+    non-tensor entries dropped. A distilled checkpoint (``head_dist.*``) for a model without the second
+    head, or the reverse, is refused with the variant to use (the heads cannot be mapped onto each other)."""
+    obj = _unwrap(state_dict)
     if not isinstance(obj, Mapping) or not obj:
-        raise ZooError(f"{path}: no state_dict found (expected a dict of tensors, or one under 'model'/'state_dict')")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+        raise ZooError("no state_dict found (expected a dict of tensors, or one under 'model'/'state_dict')")
+    tensors = {_strip(k): v for k, v in obj.items() if isinstance(v, Tensor)}
     if not tensors:
-        raise ZooError(f"{path}: the checkpoint holds no tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in tensors.items()}
+        raise ZooError("the checkpoint holds no tensors")
+    distilled = getattr(model, "distillation", None)  # LSNet's flag; other models have none
+    if distilled is not None:
+        file_distilled = any(k.startswith("head_dist.") for k in tensors)
+        if file_distilled and not distilled:
+            raise ZooError("this is a distilled checkpoint: use the model's _distill variant "
+                           "(the file has head_dist.*)")
+        if distilled and not file_distilled and getattr(model, "num_classes", 0) > 0:
+            raise ZooError("this checkpoint is not distilled: use the variant without _distill "
+                           "(the file has no head_dist.*)")
+    return tensors
 
 
 def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, Tensor]:
@@ -55,15 +86,22 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, Te
         if actual.lower() != sha256.lower():
             raise ZooError(f"{path}: sha256 mismatch (expected {sha256}, got {actual})")
     try:
+        return checkpoint_filter_fn(read_checkpoint(path), None)
+    except ZooError as exc:
+        raise ZooError(f"{path}: {exc}") from None
+
+
+def read_checkpoint(path: Path) -> object:
+    """The raw object in a checkpoint file (weights only), read on the CPU."""
+    try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
-            obj = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        with torch.serialization.safe_globals([argparse.Namespace]):  # the official checkpoints' 'args'
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated or foreign files surface many exception types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ZooError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {reason})") from None
-    return _unwrap(obj, path)
 
 
 def diff_keys(model_sd: Mapping[str, Tensor], ckpt: Mapping[str, Tensor]) -> tuple[list, list, list]:
@@ -80,36 +118,64 @@ def _listing(items: list[str]) -> str:
     return shown + (f", ... (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
 
 
-def _classifier_names(model: nn.Module) -> list[str]:
+def _cfg_names(model: nn.Module, key: str) -> list[str]:
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    names = cfg.get("classifier") or ()
+    names = cfg.get(key) or ()
     return [names] if isinstance(names, str) else list(names)
 
 
-def _drop_mismatched_classifier(model: nn.Module, model_sd: Mapping[str, Tensor],
-                                ckpt: dict[str, Tensor]) -> list[str]:
-    """Like timm with a different ``num_classes``: keep the model's fresh classifier, drop the file's."""
+def _adapt_classifier(model: nn.Module, model_sd: Mapping[str, Tensor], ckpt: dict[str, Tensor]) -> list[str]:
+    """Like timm with another ``num_classes``: the file's classifier is dropped where the model's differs
+    (the model keeps its fresh one); with no classifier at all (``num_classes=0``) the file's whole head
+    module (e.g. LSNet's BN + Linear ``head.*``) goes. Returns the dropped keys."""
     dropped = []
-    for name in _classifier_names(model):
-        for suffix in (".weight", ".bias"):
-            key = name + suffix
-            if key in ckpt and key in model_sd and ckpt[key].shape != model_sd[key].shape:
+    for name in _cfg_names(model, "classifier"):
+        keys = [name + ".weight", name + ".bias"]
+        parent = name.rpartition(".")[0]
+        if parent and not any(k.startswith(parent + ".") for k in model_sd):
+            keys = [k for k in ckpt if k.startswith(parent + ".")]
+        for key in keys:
+            if key in ckpt and (key not in model_sd or ckpt[key].shape != model_sd[key].shape):
                 del ckpt[key]
                 dropped.append(key)
+                if key in model_sd:
+                    ckpt[key] = model_sd[key]
     return dropped
+
+
+def _adapt_first_conv(model: nn.Module, model_sd: Mapping[str, Tensor], ckpt: dict[str, Tensor]) -> list[str]:
+    """Like timm with another ``in_chans``: the first conv's RGB filters summed (1 channel) or tiled."""
+    from timm.models import adapt_input_conv
+
+    adapted = []
+    for name in _cfg_names(model, "first_conv"):
+        key = name + ".weight"
+        if key in ckpt and key in model_sd and ckpt[key].dim() == 4:
+            ours, theirs = model_sd[key].shape, ckpt[key].shape
+            if ours[1] != theirs[1] and (ours[0], *ours[2:]) == (theirs[0], *theirs[2:]):
+                ckpt[key] = adapt_input_conv(ours[1], ckpt[key])
+                adapted.append(key)
+    return adapted
 
 
 def load_checkpoint(model: nn.Module, path: str | Path, sha256: str | None = None,
                     model_name: str | None = None) -> dict:
-    """Load ``path`` into ``model`` strictly; return a small report (path, sha256, dropped keys)."""
-    ckpt = read_state_dict(path, sha256)
+    """Load ``path`` into ``model`` strictly; return a small report (path, sha256, adapted keys).
+
+    Only a different class count (classifier dropped) or input channel count (first conv adapted) is
+    tolerated, as in timm; any other difference is a one-line error naming the keys."""
+    path = Path(path)
+    target = model_name or type(model).__name__
+    ckpt_sd = read_state_dict(path, sha256)
+    try:
+        ckpt = checkpoint_filter_fn(ckpt_sd, model)
+    except ZooError as exc:
+        raise ZooError(f"{path} does not fit {target}: {exc}") from None
     model_sd = model.state_dict()
-    dropped = _drop_mismatched_classifier(model, model_sd, ckpt)
-    for key in dropped:  # the model keeps its own freshly initialised classifier
-        ckpt[key] = model_sd[key]
+    dropped = _adapt_classifier(model, model_sd, ckpt)
+    adapted = _adapt_first_conv(model, model_sd, ckpt)
     missing, unexpected, misshaped = diff_keys(model_sd, ckpt)
     if missing or unexpected or misshaped:
-        target = model_name or type(model).__name__
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing ({_listing(missing)})")
@@ -118,11 +184,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, sha256: str | None = Non
         if misshaped:
             parts.append(f"{len(misshaped)} mis-shaped ("
                          + _listing([f"{k}: file {a} vs model {b}" for k, a, b in misshaped]) + ")")
-        hint = ""
-        if any(k.startswith("head_dist.") for k in unexpected):
-            hint = "; this is a distilled checkpoint: use the model's _distill variant"
-        elif any(k.startswith("head_dist.") for k in missing):
-            hint = "; this checkpoint is not distilled: use the variant without _distill"
-        raise ZooError(f"{path} does not fit {target}: " + "; ".join(parts) + hint)
+        raise ZooError(f"{path} does not fit {target}: " + "; ".join(parts))
     model.load_state_dict(ckpt, strict=True)
-    return {"path": str(path), "sha256": sha256_of(path), "dropped_classifier": dropped}
+    return {"path": str(path), "sha256": sha256_of(path), "dropped_classifier": dropped,
+            "adapted_first_conv": adapted}

@@ -1,36 +1,47 @@
-"""LSNet: "See Large, Focus Small" (Wang et al., CVPR 2025), written for lsbench.
+"""LSNet: "See Large, Focus Small" (Wang et al., CVPR 2025), written for lsbench as a timm model.
 
 The module tree and parameter names follow the official implementation (THU-MIG/lsnet) so that its
 checkpoints load unchanged; the parts carry the paper's names: LKP (large-kernel perception), SKA
 (small-kernel aggregation) and LSConv (their composition). Differences from the official code are
 additions: any input size (the stage-4 relative-position bias is interpolated when the grid differs
-from the one it was trained for), timm's feature/head API, and per-stage feature maps.
+from the one it was trained for) and timm's model contract: ``device``/``dtype``/``in_chans``/``global_pool``
+keywords, pretrained configs, ``features_only``, ``forward_intermediates`` and pruning, gradient
+checkpointing, FX tracing, TorchScript and ``torch.export``.
 """
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import SqueezeExcite, trunc_normal_
-from timm.models import register_model
+import torch.utils.checkpoint
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import SqueezeExcite, get_device_dtype, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, register_notrace_function
 from torch import Tensor, nn
 
+from .checkpoint import checkpoint_filter_fn, load_checkpoint
 from .ska import SKA
 
 __all__ = ["ConvBN", "BNLinear", "Residual", "FFN", "RepVGGDW", "LKP", "LSConv", "Attention", "Block",
-           "StagedBackbone", "LSNet", "LSNetConfig", "LSNET_CONFIGS", "lsnet_t", "lsnet_s", "lsnet_b"]
+           "StagedBackbone", "LSNet", "LSNetConfig", "LSNET_CONFIGS", "default_cfgs", "attention_bias_for_grid",
+           "resized_attention_bias", "take_indices", "lsnet_t", "lsnet_s", "lsnet_b"]
+
+GLOBAL_POOLS = ("", "avg")
 
 
 class ConvBN(nn.Sequential):
     """Conv2d without bias followed by BatchNorm2d; ``fuse()`` folds them into one biased conv."""
 
     def __init__(self, in_ch: int, out_ch: int, ks: int = 1, stride: int = 1, pad: int = 0,
-                 dilation: int = 1, groups: int = 1, bn_weight_init: float = 1.0):
+                 dilation: int = 1, groups: int = 1, bn_weight_init: float = 1.0, device=None, dtype=None):
         super().__init__()
-        self.c = nn.Conv2d(in_ch, out_ch, ks, stride, pad, dilation, groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_ch)
+        dd = dict(device=device, dtype=dtype)
+        self.c = nn.Conv2d(in_ch, out_ch, ks, stride, pad, dilation, groups, bias=False, **dd)
+        self.bn = nn.BatchNorm2d(out_ch, **dd)
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.constant_(self.bn.bias, 0)
 
@@ -48,10 +59,12 @@ class ConvBN(nn.Sequential):
 class BNLinear(nn.Sequential):
     """BatchNorm1d then Linear (the classifier head); ``fuse()`` folds the BN into the Linear."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, std: float = 0.02):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, std: float = 0.02,
+                 device=None, dtype=None):
         super().__init__()
-        self.bn = nn.BatchNorm1d(in_features)
-        self.l = nn.Linear(in_features, out_features, bias=bias)
+        dd = dict(device=device, dtype=dtype)
+        self.bn = nn.BatchNorm1d(in_features, **dd)
+        self.l = nn.Linear(in_features, out_features, bias=bias, **dd)
         trunc_normal_(self.l.weight, std=std)
         if bias:
             nn.init.constant_(self.l.bias, 0)
@@ -82,11 +95,12 @@ class Residual(nn.Module):
 class FFN(nn.Module):
     """Pointwise feed-forward: 1x1 Conv-BN expand, ReLU, 1x1 Conv-BN project (zero-init BN)."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, device=None, dtype=None):
         super().__init__()
-        self.pw1 = ConvBN(dim, hidden)
+        dd = dict(device=device, dtype=dtype)
+        self.pw1 = ConvBN(dim, hidden, **dd)
         self.act = nn.ReLU()
-        self.pw2 = ConvBN(hidden, dim, bn_weight_init=0)
+        self.pw2 = ConvBN(hidden, dim, bn_weight_init=0, **dd)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pw2(self.act(self.pw1(x)))
@@ -95,10 +109,11 @@ class FFN(nn.Module):
 class RepVGGDW(nn.Module):
     """Depthwise 3x3 + depthwise 1x1 + identity; ``fuse()`` turns the three branches into one 3x3 conv."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, device=None, dtype=None):
         super().__init__()
-        self.conv = ConvBN(dim, dim, 3, 1, 1, groups=dim)
-        self.conv1 = ConvBN(dim, dim, 1, 1, 0, groups=dim)
+        dd = dict(device=device, dtype=dtype)
+        self.conv = ConvBN(dim, dim, 3, 1, 1, groups=dim, **dd)
+        self.conv1 = ConvBN(dim, dim, 1, 1, 0, groups=dim, **dd)
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
@@ -119,44 +134,77 @@ class LKP(nn.Module):
     and per channel group, the 3x3 aggregation kernel SKA applies. Returns w of shape (B, C/groups, sks², H, W).
     """
 
-    def __init__(self, dim: int, lks: int = 7, sks: int = 3, groups: int = 8):
+    def __init__(self, dim: int, lks: int = 7, sks: int = 3, groups: int = 8, device=None, dtype=None):
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         half = dim // 2
-        self.cv1 = ConvBN(dim, half)
+        taps = sks * sks  # an int (``sks ** 2`` is a float in TorchScript)
+        self.cv1 = ConvBN(dim, half, **dd)
         self.act = nn.ReLU()
-        self.cv2 = ConvBN(half, half, ks=lks, pad=(lks - 1) // 2, groups=half)
-        self.cv3 = ConvBN(half, half)
-        self.cv4 = nn.Conv2d(half, sks ** 2 * dim // groups, kernel_size=1)
-        self.norm = nn.GroupNorm(num_groups=dim // groups, num_channels=sks ** 2 * dim // groups)
-        self.sks, self.groups, self.dim = sks, groups, dim
+        self.cv2 = ConvBN(half, half, ks=lks, pad=(lks - 1) // 2, groups=half, **dd)
+        self.cv3 = ConvBN(half, half, **dd)
+        self.cv4 = nn.Conv2d(half, taps * dim // groups, kernel_size=1, **dd)
+        self.norm = nn.GroupNorm(num_groups=dim // groups, num_channels=taps * dim // groups, **dd)
+        self.sks, self.taps, self.groups, self.dim = sks, taps, groups, dim
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.act(self.cv3(self.cv2(self.act(self.cv1(x)))))
         w = self.norm(self.cv4(x))
         b, _, h, wd = w.shape
-        return w.view(b, self.dim // self.groups, self.sks ** 2, h, wd)
+        return w.view(b, self.dim // self.groups, self.taps, h, wd)
 
 
 class LSConv(nn.Module):
-    """LS convolution: see large (LKP predicts kernels), focus small (SKA applies them), BN, residual."""
+    """LS convolution: see large (LKP predicts kernels), focus small (SKA applies them), BN, residual.
 
-    def __init__(self, dim: int):
+    TorchScript cannot compile the SKA module's Python dispatch, so scripted code calls the ``zoo::ska`` op
+    that the dispatch itself calls (the SKA submodule is hidden from the script compiler)."""
+
+    __jit_ignored_attributes__ = ["ska"]
+
+    def __init__(self, dim: int, device=None, dtype=None):
         super().__init__()
-        self.lkp = LKP(dim, lks=7, sks=3, groups=8)
+        self.lkp = LKP(dim, lks=7, sks=3, groups=8, device=device, dtype=dtype)
         self.ska = SKA()
-        self.bn = nn.BatchNorm2d(dim)
+        self.bn = nn.BatchNorm2d(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.ska(x, self.lkp(x))) + x
+        w = self.lkp(x)
+        if torch.jit.is_scripting():
+            y = torch.ops.zoo.ska(x, w)
+        else:
+            y = self.ska(x, w)
+        return self.bn(y) + x
 
 
-def _offset_index(rows: int, cols: int, device=None) -> Tensor:
+def offset_index(rows: int, cols: int, device: Optional[torch.device] = None) -> Tensor:
     """(N, N) index of the relative offset (|dy|, |dx|) as dy*cols + dx, N = rows*cols.
 
     On a square grid this equals the official first-seen numbering of offsets (row-major pairs)."""
-    ys, xs = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
+    ys, xs = torch.meshgrid([torch.arange(rows, device=device), torch.arange(cols, device=device)], indexing="ij")
     ys, xs = ys.flatten(), xs.flatten()
     return (ys[:, None] - ys[None, :]).abs() * cols + (xs[:, None] - xs[None, :]).abs()
+
+
+
+
+
+def resized_attention_bias(biases: Tensor, resolution: int, rows: int, cols: int) -> Tensor:
+    """(heads, N, N) bias for a rows x cols grid from a table stored for resolution x resolution:
+    the (|dy|, |dx|) offset plane resized bicubically, then gathered per point pair."""
+    table = biases.view(1, biases.shape[0], resolution, resolution)
+    table = F.interpolate(table, size=(rows, cols), mode="bicubic", align_corners=False)[0]
+    return table.flatten(1)[:, offset_index(rows, cols, table.device)]
+
+
+@register_notrace_function
+def attention_bias_for_grid(biases: Tensor, idxs: Tensor, resolution: int, rows: int, cols: int) -> Tensor:
+    """The attention bias for the grid actually seen: the stored table on the native grid, else resized.
+
+    It branches on the feature map's size, so timm's FX tracer keeps it as one leaf call."""
+    if rows == resolution and cols == resolution:
+        return biases[:, idxs]
+    return resized_attention_bias(biases, resolution, rows, cols)
 
 
 class Attention(nn.Module):
@@ -166,8 +214,10 @@ class Attention(nn.Module):
     another grid it is resized (bicubic, over the |dy|, |dx| offset plane) at run time, weights untouched.
     """
 
-    def __init__(self, dim: int, key_dim: int, num_heads: int = 8, attn_ratio: float = 4, resolution: int = 14):
+    def __init__(self, dim: int, key_dim: int, num_heads: int = 8, attn_ratio: float = 4, resolution: int = 14,
+                 device=None, dtype=None):
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         self.num_heads = num_heads
         self.scale = key_dim ** -0.5
         self.key_dim = key_dim
@@ -175,9 +225,9 @@ class Attention(nn.Module):
         self.d = int(attn_ratio * key_dim)
         self.dh = self.d * num_heads
         self.resolution = resolution
-        self.qkv = ConvBN(dim, self.dh + self.nh_kd * 2)
-        self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.dh, dim, bn_weight_init=0))
-        self.dw = ConvBN(self.nh_kd, self.nh_kd, 3, 1, 1, groups=self.nh_kd)
+        self.qkv = ConvBN(dim, self.dh + self.nh_kd * 2, **dd)
+        self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.dh, dim, bn_weight_init=0, **dd))
+        self.dw = ConvBN(self.nh_kd, self.nh_kd, 3, 1, 1, groups=self.nh_kd, **dd)
         points = list(itertools.product(range(resolution), range(resolution)))
         offsets: dict[tuple[int, int], int] = {}
         idxs = []
@@ -185,17 +235,15 @@ class Attention(nn.Module):
             for p2 in points:
                 off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
                 idxs.append(offsets.setdefault(off, len(offsets)))
-        self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
-        self.register_buffer("attention_bias_idxs", torch.tensor(idxs, dtype=torch.long).view(len(points), -1))
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets), **dd))
+        self.register_buffer("attention_bias_idxs",
+                             torch.tensor(idxs, dtype=torch.long, device=device).view(len(points), -1))
 
     def attention_bias(self, rows: int, cols: int) -> Tensor:
         """(heads, N, N) bias for a rows x cols grid."""
-        r = self.resolution
-        if rows == r and cols == r:
+        if rows == self.resolution and cols == self.resolution:
             return self.attention_biases[:, self.attention_bias_idxs]
-        table = self.attention_biases.view(1, self.num_heads, r, r)  # indexed by (|dy|, |dx|)
-        table = F.interpolate(table, size=(rows, cols), mode="bicubic", align_corners=False)[0]
-        return table.flatten(1)[:, _offset_index(rows, cols, table.device)]
+        return resized_attention_bias(self.attention_biases, self.resolution, rows, cols)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
@@ -205,7 +253,8 @@ class Attention(nn.Module):
         q = q.reshape(b, self.num_heads, -1, n)
         k = k.reshape(b, self.num_heads, -1, n)
         v = v.reshape(b, self.num_heads, -1, n)
-        attn = (q.transpose(-2, -1) @ k) * self.scale + self.attention_bias(h, w)
+        bias = attention_bias_for_grid(self.attention_biases, self.attention_bias_idxs, self.resolution, h, w)
+        attn = (q.transpose(-2, -1) @ k) * self.scale + bias
         attn = attn.softmax(dim=-1)
         x = (v @ attn.transpose(-2, -1)).reshape(b, -1, h, w)
         return self.proj(x)
@@ -216,77 +265,116 @@ class Block(nn.Module):
     on odd blocks), then a residual FFN."""
 
     def __init__(self, dim: int, key_dim: int, num_heads: int = 8, attn_ratio: float = 4,
-                 resolution: int = 14, stage: int = -1, depth: int = -1):
+                 resolution: int = 14, stage: int = -1, depth: int = -1, device=None, dtype=None):
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         if depth % 2 == 0:
-            self.mixer = RepVGGDW(dim)
-            self.se = SqueezeExcite(dim, 0.25)
+            self.mixer = RepVGGDW(dim, **dd)
+            self.se = SqueezeExcite(dim, 0.25, **dd)
         else:
             self.se = nn.Identity()
             if stage == 3:
-                self.mixer = Residual(Attention(dim, key_dim, num_heads, attn_ratio, resolution=resolution))
+                self.mixer = Residual(Attention(dim, key_dim, num_heads, attn_ratio, resolution=resolution, **dd))
             else:
-                self.mixer = LSConv(dim)
-        self.ffn = Residual(FFN(dim, int(dim * 2)))
+                self.mixer = LSConv(dim, **dd)
+        self.ffn = Residual(FFN(dim, int(dim * 2), **dd))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.ffn(self.se(self.mixer(x)))
 
 
+def take_indices(num_stages: int, indices: Union[int, Sequence[int], None]) -> tuple[list[int], int]:
+    """timm's feature-index rule: None -> every stage, an int n -> the last n, a sequence -> those (negative
+    counts from the end). Returns (sorted-as-given non-negative indices, largest index)."""
+    if indices is None:
+        picked = list(range(num_stages))
+    elif isinstance(indices, int):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f"indices={indices}: take the last n of {num_stages} stages, 1 <= n <= {num_stages}")
+        picked = list(range(num_stages - indices, num_stages))
+    else:
+        picked = []
+        for i in indices:
+            if not -num_stages <= i < num_stages:
+                raise ValueError(f"feature index {i} out of range for {num_stages} stages")
+            picked.append(i % num_stages)
+    return picked, max(picked)
+
+
 class StagedBackbone(nn.Module):
-    """The feature API shared by LSNet and its inference forms: a ``patch_embed`` stem, then ``stages()``."""
+    """The feature API shared by LSNet and its inference forms: a ``patch_embed`` stem, then ``stages()``.
+
+    Subclasses may override ``run_stage`` (LSNet checkpoints it when gradient checkpointing is on)."""
 
     def stages(self) -> list[nn.Module]:
         raise NotImplementedError
 
+    def run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
+        return stage(x)
+
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """Feature maps after each of the four stages (strides 8, 16, 32, 64), for dense tasks."""
-        x = self.patch_embed(x)
-        feats = []
-        for stage in self.stages():
-            x = stage(x)
-            feats.append(x)
-        return feats
+        return self.forward_intermediates(x, intermediates_only=True)
 
-    def forward_intermediates(self, x: Tensor, indices=None, intermediates_only: bool = False):
-        """timm-style: (final features, [selected stage outputs]); indices default to all four stages."""
-        feats = self.forward_stages(x)
-        keep = range(len(feats)) if indices is None else indices
-        picked = [feats[i] for i in keep]
-        return picked if intermediates_only else (feats[-1], picked)
+    def forward_intermediates(self, x: Tensor, indices: Union[int, list[int], None] = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's intermediate-feature API: ``(final features, [stage outputs])``, or only the list.
+
+        ``indices``: None = all four stages, n = the last n, a list = those stages. ``stop_early`` (and
+        ``intermediates_only``) skip the stages after the last one taken. LSNet has no final norm, so
+        ``norm`` changes nothing; only NCHW output exists."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        stages = self.stages()
+        picked, last = take_indices(len(stages), indices)
+        if not (stop_early or intermediates_only):
+            last = len(stages) - 1
+        x = self.patch_embed(x)
+        intermediates = []
+        for i, stage in enumerate(stages[:last + 1]):
+            x = self.run_stage(stage, x)
+            if i in picked:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.patch_embed(x)
         for stage in self.stages():
-            x = stage(x)
+            x = self.run_stage(stage, x)
         return x
 
 
 class LSNet(StagedBackbone):
-    """LSNet backbone + classifier. Keyword names match the official constructor.
+    """LSNet backbone + classifier. Keyword names match the official constructor, plus timm's
+    ``global_pool`` ('avg' or '' for none), ``drop_rate`` (dropout before the head) and ``device``/``dtype``.
 
     ``patch_size`` defaults to 8, the stem's real stride, which the official factories pass; it only sets
-    the grid the stage-4 bias table is stored for (28 -> 14 -> 7 -> 4 at 224 input).
+    the grid the stage-4 bias table is stored for (28 -> 14 -> 7 -> 4 at 224 input). The stages stay the
+    official attributes ``blocks1``..``blocks4`` (checkpoint keys); ``stages()`` lists them.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 8, in_chans: int = 3, num_classes: int = 1000,
                  embed_dim=(64, 128, 192, 256), key_dim=(16, 16, 16, 16), depth=(1, 2, 3, 4),
-                 num_heads=(4, 4, 4, 4), distillation: bool = False, drop_rate: float = 0.0, **kwargs):
+                 num_heads=(4, 4, 4, 4), distillation: bool = False, drop_rate: float = 0.0,
+                 global_pool: str = "avg", device=None, dtype=None):
         super().__init__()
-        if kwargs:
-            unknown = ", ".join(sorted(kwargs))
-            raise TypeError(f"LSNet got unexpected keyword arguments: {unknown}")
+        dd = dict(device=device, dtype=dtype)
+        if global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"LSNet global_pool must be 'avg' or '' (none), got {global_pool!r}")
         embed_dim, key_dim, depth, num_heads = map(list, (embed_dim, key_dim, depth, num_heads))
+        self.in_chans = in_chans
         self.num_classes = num_classes
+        self.global_pool = global_pool
         self.num_features = self.head_hidden_size = embed_dim[-1]
         self.embed_dim = embed_dim
         self.drop_rate = drop_rate
         self.distillation = distillation
+        self.distilled_training = True  # the official training loop expects (head, head_dist) in train mode
         self.grad_checkpointing = False
         self.patch_embed = nn.Sequential(
-            ConvBN(in_chans, embed_dim[0] // 4, 3, 2, 1), nn.ReLU(),
-            ConvBN(embed_dim[0] // 4, embed_dim[0] // 2, 3, 2, 1), nn.ReLU(),
-            ConvBN(embed_dim[0] // 2, embed_dim[0], 3, 2, 1),
+            ConvBN(in_chans, embed_dim[0] // 4, 3, 2, 1, **dd), nn.ReLU(),
+            ConvBN(embed_dim[0] // 4, embed_dim[0] // 2, 3, 2, 1, **dd), nn.ReLU(),
+            ConvBN(embed_dim[0] // 2, embed_dim[0], 3, 2, 1, **dd),
         )
         resolution = img_size // patch_size
         attn_ratio = [embed_dim[i] / (key_dim[i] * num_heads[i]) for i in range(len(embed_dim))]
@@ -296,51 +384,107 @@ class LSNet(StagedBackbone):
         reduction = 8
         for i, (ed, kd, dpth, nh, ar) in enumerate(zip(embed_dim, key_dim, depth, num_heads, attn_ratio)):
             for d in range(dpth):
-                stages[i].append(Block(ed, kd, nh, ar, resolution, stage=i, depth=d))
+                stages[i].append(Block(ed, kd, nh, ar, resolution, stage=i, depth=d, **dd))
             self.feature_info.append(dict(num_chs=ed, reduction=reduction, module=f"blocks{i + 1}"))
             if i != len(depth) - 1:
-                stages[i + 1].append(ConvBN(ed, ed, ks=3, stride=2, pad=1, groups=ed))
-                stages[i + 1].append(ConvBN(ed, embed_dim[i + 1], ks=1, stride=1, pad=0))
+                stages[i + 1].append(ConvBN(ed, ed, ks=3, stride=2, pad=1, groups=ed, **dd))
+                stages[i + 1].append(ConvBN(ed, embed_dim[i + 1], ks=1, stride=1, pad=0, **dd))
                 resolution = (resolution - 1) // 2 + 1
                 reduction *= 2
-        self.head = BNLinear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = BNLinear(embed_dim[-1], num_classes, **dd) if num_classes > 0 else nn.Identity()
         if distillation:
-            self.head_dist = BNLinear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
+            self.head_dist = BNLinear(embed_dim[-1], num_classes, **dd) if num_classes > 0 else nn.Identity()
+
+    # --- timm's model API -------------------------------------------------------------------------------
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for layer-wise LR decay: the stem, then each stage (coarse) or block."""
+        return dict(stem=r"^patch_embed", blocks=r"^blocks(\d+)" if coarse else [(r"^blocks(\d+)\.(\d+)", None)])
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        return {k for k in self.state_dict() if "attention_biases" in k}
+        return {name for name, _ in self.named_parameters() if name.endswith("attention_biases")}
 
     @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage in backward (torch.utils.checkpoint) instead of storing its activations."""
+        self.grad_checkpointing = enable
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head(s) for ``num_classes`` outputs (0 removes them), as timm models do."""
+    @torch.jit.ignore
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """Whether a distilled model returns (head, head_dist) in train mode (official behaviour) or their mean."""
+        self.distilled_training = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> Union[nn.Module, tuple[nn.Module, nn.Module]]:
+        return (self.head, self.head_dist) if self.distillation else self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, device=None, dtype=None) -> None:
+        """Replace the head(s) for ``num_classes`` outputs (0 removes them); ``global_pool`` None keeps the
+        pooling, '' turns it off. New heads are created on the model's device and dtype, in its train mode."""
+        dd = get_device_dtype(self, device=device, dtype=dtype)
+        if global_pool is not None:
+            if global_pool not in GLOBAL_POOLS:
+                raise ValueError(f"LSNet global_pool must be 'avg' or '' (none), got {global_pool!r}")
+            self.global_pool = global_pool
         self.num_classes = num_classes
-        dim = self.num_features
-        self.head = BNLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = BNLinear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head.train(self.training)
         if self.distillation:
-            self.head_dist = BNLinear(dim, num_classes) if num_classes > 0 else nn.Identity()
+            self.head_dist = BNLinear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+            self.head_dist.train(self.training)
 
     def stages(self) -> list[nn.Sequential]:
         return [self.blocks1, self.blocks2, self.blocks3, self.blocks4]
 
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        if self.drop_rate > 0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
+    def run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the stages after the last index taken (they become empty); with them, or with
+        ``prune_head``, the classifier and pooling go. Returns the indices for ``forward_intermediates``."""
+        picked, last = take_indices(4, indices)
+        for i in range(last + 1, 4):
+            setattr(self, f"blocks{i + 1}", nn.Sequential())
+        if last < 3:  # the features now end at the last kept stage
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        if prune_head or last < 3:
+            self.reset_classifier(0, "")
+        return picked
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        if torch.jit.is_scripting():  # TorchScript cannot loop over a Python list of modules
+            x = self.patch_embed(x)
+            return self.blocks4(self.blocks3(self.blocks2(self.blocks1(x))))
+        return super().forward_features(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False):
+        if self.global_pool == "avg":
+            x = x.mean((2, 3))
+        x = self.head_drop(x)
         if pre_logits:
             return x
-        if not self.distillation:
-            return self.head(x)
-        out, out_dist = self.head(x), self.head_dist(x)
-        if self.training and not torch.jit.is_scripting():
-            return out, out_dist
-        return (out + out_dist) / 2
+        if hasattr(self, "head_dist"):  # a distilled model: two heads, averaged except when distill-training
+            out, out_dist = self.head(x), self.head_dist(x)
+            if self.training and self.distilled_training and not torch.jit.is_scripting():
+                return out, out_dist
+            return (out + out_dist) / 2
+        return self.head(x)
 
-    def forward(self, x: Tensor):
+    def forward(self, x):  # unannotated: FX writes a string annotation into its code, which TorchScript rejects
         return self.forward_head(self.forward_features(x))
+
+    @torch.jit.ignore
+    def load_pretrained(self, checkpoint_path: str, prefix: str = "") -> None:
+        """timm's ``custom_load`` hook for a pretrained *file*: the zoo loader, which takes the official
+        training checkpoint's ``model`` weights (timm's generic reader would prefer its ``model_ema``), loads
+        strictly, and adapts the classifier and first conv to ``num_classes`` / ``in_chans`` as timm does."""
+        load_checkpoint(self, checkpoint_path)
 
 
 @dataclass(frozen=True)
@@ -367,56 +511,68 @@ LSNET_CONFIGS = {
 }
 
 
-def _pretrained_cfg(variant: str, distill: bool) -> dict:
-    hub = f"jameslahm/{variant}{'_distill' if distill else ''}"
-    return dict(url="", hf_hub_id=hub, num_classes=1000, input_size=(3, 224, 224), pool_size=(4, 4),
-                crop_pct=0.875, interpolation="bicubic", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+def _cfg(hub_id: str, distill: bool) -> dict:
+    """The official weights and evaluation preprocessing (THU-MIG/lsnet cbe737c).
+
+    The official eval transform resizes to 256 and centre-crops 224 (data/datasets.py), i.e. crop_pct 0.875;
+    the official timm cfg says 0.9 and names the classifier ``head.linear``, which its model does not have
+    (the BN_Linear head holds ``head.l``): the values here follow the code that produced the published accuracy.
+    ``custom_load`` sends pretrained *files* through :meth:`LSNet.load_pretrained` (the zoo loader); hub
+    weights and ``state_dict`` overlays go through timm's loader with :func:`checkpoint_filter_fn`."""
+    return dict(hf_hub_id=hub_id, num_classes=1000, input_size=(3, 224, 224), pool_size=(4, 4), crop_pct=0.875,
+                interpolation="bicubic", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
                 first_conv="patch_embed.0.c", classifier=("head.l", "head_dist.l") if distill else "head.l",
-                license="mit", paper_ids="arXiv:2503.23135")
+                custom_load=True, paper_ids="arXiv:2503.23135", paper_name="LSNet: See Large, Focus Small",
+                origin_url="https://github.com/THU-MIG/lsnet")
 
 
-def _create(variant: str, distill: bool, pretrained: bool, kwargs: dict) -> LSNet:
-    checkpoint = kwargs.pop("checkpoint_path", None) or kwargs.pop("checkpoint", None)
-    for timm_only in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-        kwargs.pop(timm_only, None)
-    if pretrained and checkpoint is None:
-        from .errors import ZooError
-        raise ZooError(f"{variant}: no weights can be downloaded here; pass checkpoint=PATH to load "
-                       f"the official file (lsnet_*.pth / pytorch_model.bin / .safetensors)")
-    kwargs.setdefault("distillation", distill)
-    model = LSNet(**{**LSNET_CONFIGS[variant].as_kwargs(), **kwargs})
-    model.pretrained_cfg = model.default_cfg = _pretrained_cfg(variant, model.distillation)
-    if checkpoint is not None:
-        from .checkpoint import load_checkpoint
-        load_checkpoint(model, checkpoint)
-    return model
+default_cfgs = generate_default_cfgs({
+    f"{variant}{suffix}.in1k": _cfg(f"jameslahm/{variant}{suffix}", distill=bool(suffix))
+    for variant in LSNET_CONFIGS for suffix in ("", "_distill")
+})
+
+
+def _create_lsnet(variant: str, pretrained: bool = False, **kwargs) -> LSNet:
+    arch = variant.removesuffix("_distill")
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    if overlay.get("file"):
+        # timm resets custom_load for a user's file and would read it generically: the EMA copy instead of
+        # the evaluated 'model' weights, and a refusal of the official 'args' entry under weights_only.
+        # LSNet files are official checkpoints, so they keep the zoo loader unless custom_load is given.
+        kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
+    kwargs.setdefault("distillation", variant != arch)
+    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    # blocks1..4 are the taps; flattening them would hide the stage modules FeatureListNet looks for
+    return build_model_with_cfg(LSNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+                                feature_cfg=dict(flatten_sequential=False, out_indices=out_indices),
+                                **{**LSNET_CONFIGS[arch].as_kwargs(), **kwargs})
 
 
 @register_model
 def lsnet_t(pretrained: bool = False, **kwargs) -> LSNet:
-    return _create("lsnet_t", False, pretrained, kwargs)
+    return _create_lsnet("lsnet_t", pretrained, **kwargs)
 
 
 @register_model
 def lsnet_s(pretrained: bool = False, **kwargs) -> LSNet:
-    return _create("lsnet_s", False, pretrained, kwargs)
+    return _create_lsnet("lsnet_s", pretrained, **kwargs)
 
 
 @register_model
 def lsnet_b(pretrained: bool = False, **kwargs) -> LSNet:
-    return _create("lsnet_b", False, pretrained, kwargs)
+    return _create_lsnet("lsnet_b", pretrained, **kwargs)
 
 
 @register_model
 def lsnet_t_distill(pretrained: bool = False, **kwargs) -> LSNet:
-    return _create("lsnet_t", True, pretrained, kwargs)
+    return _create_lsnet("lsnet_t_distill", pretrained, **kwargs)
 
 
 @register_model
 def lsnet_s_distill(pretrained: bool = False, **kwargs) -> LSNet:
-    return _create("lsnet_s", True, pretrained, kwargs)
+    return _create_lsnet("lsnet_s_distill", pretrained, **kwargs)
 
 
 @register_model
 def lsnet_b_distill(pretrained: bool = False, **kwargs) -> LSNet:
-    return _create("lsnet_b", True, pretrained, kwargs)
+    return _create_lsnet("lsnet_b_distill", pretrained, **kwargs)

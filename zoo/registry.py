@@ -122,20 +122,37 @@ def get_card(name: str) -> ModelCard:
     raise ZooError(f"unknown model '{name}'{_suggest(name)}")
 
 
+FEATURE_KWARGS = ("features_only", "out_indices", "feature_cls", "feature_cfg")
+
+
 def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | None = None,
                  num_classes: int | None = None, **kwargs) -> nn.Module:
-    """Build a registry (or any timm) model with random weights, or weights from ``checkpoint``."""
+    """Build a registry (or any timm) model with random weights, or weights from ``checkpoint``.
+
+    ``features_only=True`` (timm's feature-map backbone) with a checkpoint: the file is loaded into the whole
+    model first (strict, sha256, one-line key diff), then timm builds the backbone from those weights."""
     card = get_card(name)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    except TypeError as exc:
-        raise ZooError(f"{name}: bad model arguments ({exc})") from None
+    if checkpoint is not None and kwargs.get("features_only"):
+        whole = create_model(name, checkpoint, sha256, **{k: v for k, v in kwargs.items() if k not in FEATURE_KWARGS})
+        model = _timm_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=whole.state_dict()),
+                            **kwargs)
+        model.pretrained_cfg.pop("state_dict", None)  # the weights are in the model; keep the config small
+        model.lsbench_card, model.lsbench_checkpoint = card, whole.lsbench_checkpoint
+        return model
+    model = _timm_model(name, pretrained=False, **kwargs)
     model.lsbench_card = card
     if checkpoint is not None:
         model.lsbench_checkpoint = load_checkpoint(model, checkpoint, sha256=sha256, model_name=name)
     return model
+
+
+def _timm_model(name: str, **kwargs) -> nn.Module:
+    try:
+        return timm.create_model(name, **kwargs)
+    except TypeError as exc:
+        raise ZooError(f"{name}: bad model arguments ({exc})") from None
 
 
 def copy_model(model: nn.Module) -> nn.Module:
