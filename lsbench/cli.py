@@ -115,6 +115,8 @@ def profile(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model"),
     fused: Optional[bool] = typer.Option(None, "--fused/--unfused", help="reparameterize before timing"),
+    features_only: Optional[bool] = typer.Option(None, "--features-only/--classifier",
+                                                 help="time the backbone's stage maps (dense tasks), not the classifier"),
     threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
     interop_threads: Optional[int] = typer.Option(None, help="CPU inter-op threads (default 1)"),
     pin_cores: Optional[str] = typer.Option(None, help="pin to these cores, e.g. 0 or 0,1"),
@@ -148,7 +150,7 @@ def profile(
             raise LsbenchError(f"--pin-cores takes core numbers like 0 or 0,1, got {pin_cores!r}") from None
     settings = resolve_settings(
         device, preset, runtime, quick, batch=batch, resolution=resolution, dtype=dtype, amp=amp,
-        channels_last=channels_last, compile=compile_, fused=fused, threads=threads,
+        channels_last=channels_last, compile=compile_, fused=fused, features_only=features_only, threads=threads,
         interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds)
     metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
     preflight(names, settings, metric_list)

@@ -75,7 +75,7 @@ def check_memory(name: str, settings: ProfileSettings) -> None:
     """Refuse, before anything is allocated, a model whose input, activations and weights at this batch
     and resolution cannot fit the device (a lower bound from one meta-device forward)."""
     with torch.device("meta"):
-        model = zoo.create_model(name).eval()
+        model = zoo.create_model(name, **({"features_only": True} if settings.features_only else {})).eval()
     res = _resolution(name, settings)
     try:
         check_fits(model, (settings.batch, 3, res, res), settings.device, dtype=settings.dtype)
@@ -95,9 +95,10 @@ def preflight(names: Sequence[str], settings: ProfileSettings, metrics: Iterable
             check_memory(name, settings)
 
 
-def _build(name: str, checkpoint: str | None, fused: bool) -> nn.Module:
+def _build(name: str, checkpoint: str | None, fused: bool, features_only: bool = False) -> nn.Module:
     torch.manual_seed(0)  # random weights are the papers' speed protocol; seeded for repeatability
-    model = zoo.create_model(name, checkpoint=checkpoint).eval()
+    kwargs = {"features_only": True} if features_only else {}
+    model = zoo.create_model(name, checkpoint=checkpoint, **kwargs).eval()
     return zoo.reparameterize(model, inplace=True) if fused else model
 
 
@@ -106,7 +107,7 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
     ``settings`` must be valid (:meth:`ProfileSettings.validate`)."""
     device = torch.device(settings.device)
     res = _resolution(name, settings)
-    model = _build(name, checkpoint, settings.fused).to(device)
+    model = _build(name, checkpoint, settings.fused, settings.features_only).to(device)
     x = torch.randn(settings.batch, 3, res, res, device=device)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -122,7 +123,8 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
     ska_kernel = "triton" if settings.device == "cuda" and zoo.ska.use_triton() else "pytorch"
     form = {"ska_kernel": ska_kernel, "fused": settings.fused, "dtype": settings.dtype, "amp": settings.amp,
             "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
-            "compile": settings.compile, "weights": checkpoint or _WEIGHTS}
+            "compile": settings.compile, "features_only": settings.features_only,
+            "weights": checkpoint or _WEIGHTS}
     return PreparedModel(name, runner, x, res, form)
 
 
@@ -156,7 +158,7 @@ def count_records(name: str, settings: ProfileSettings, fp: dict, counters: Sequ
     """Params (as built and BN-fused) and, when ``counters`` are given, the FLOPs of the fused model at
     batch 1 from every counter."""
     res = _resolution(name, settings)
-    model = _build(name, checkpoint, fused=False)
+    model = _build(name, checkpoint, fused=False, features_only=settings.features_only)
     counts = param_counts(model)
     records = [
         _record(name, "params", counts["total"], "count", settings, fp, key, extra={"form": "as built"}),
@@ -232,7 +234,7 @@ def _runtime_timer(name: str, settings: ProfileSettings, checkpoint: str | None)
     res = _resolution(name, settings)
     size = (settings.batch, 3, res, res)
     with tempfile.TemporaryDirectory(prefix="lsbench-export-") as tmp:
-        exported = export_model(_build(name, checkpoint, fused=True), name, fmt, tmp, input_size=size, check=True)
+        exported = export_model(_build(name, checkpoint, True, settings.features_only), name, fmt, tmp, input_size=size, check=True)
         export = {k: v for k, v in exported.as_dict().items() if k != "path"}
         form = {"fused": True, "dtype": "fp32", "exported": fmt, "weights": checkpoint or _WEIGHTS}
 

@@ -52,6 +52,7 @@ class ProfileSettings:
     # disables it for both (strict IEEE fp32).
     tf32: bool | None = None
     fused: bool = True  # reparameterize (fuse BN / branches) before timing
+    features_only: bool = False  # the backbone of dense tasks: timm's features_only model (the stage maps)
     threads: int = 1  # CPU intra-op threads
     interop_threads: int = 1
     pin_cores: tuple[int, ...] | None = None

@@ -141,3 +141,45 @@ def test_features_only_backbone_from_checkpoint(tmp_path, name):
     if name == "lsnet_t":  # the file is checked against the whole model: the same one-line error
         with pytest.raises(ZooError, match="does not fit lsnet_t"):
             zoo.create_model(name, checkpoint=path, features_only=True)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def test_refusals_name_the_danger_and_never_suggest_unsafe_loading(tmp_path):
+    """A pickle asking for a global is refused as code, naming the global; random bytes are not a checkpoint;
+    neither message tells the user to turn weights_only off."""
+    import os
+
+    import torch
+
+    from zoo.checkpoint import read_state_dict
+    from zoo.errors import ZooError
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "x": _RunsCode()}, evil)
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(os.urandom(256))
+    with pytest.raises(ZooError) as info:
+        read_state_dict(evil)
+    message = str(info.value)
+    assert "asks to run code" in message and "system" in message and "\n" not in message
+    assert "weights_only" not in message
+    with pytest.raises(ZooError) as info:
+        read_state_dict(noise)
+    assert "not a PyTorch checkpoint" in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_safetensors_suffix_in_any_case(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from zoo.checkpoint import read_state_dict
+
+    path = tmp_path / "weights.SAFETENSORS"
+    save_file({"w": torch.arange(4.0)}, str(path))
+    assert torch.equal(read_state_dict(path)["w"], torch.arange(4.0))

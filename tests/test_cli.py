@@ -149,3 +149,19 @@ def test_killed_sweep_keeps_finished_models_and_resumes(tmp_path):
         per_model.setdefault(r.model, []).append(r.metric)
     assert set(per_model) == set(models.split(","))
     assert all(sorted(m) == ["macs", "params", "params_fused"] for m in per_model.values())
+
+
+def test_profile_features_only_backbone_at_dense_resolution(tmp_path):
+    """The dense-task backbone (timm features_only): the classifier is gone from the counts and the input is 512."""
+    result = _run("profile", "--models", "lsnet_t", "--features-only", "--resolution", "512", "--quick",
+                  "--counters", "fvcore", "--out", str(tmp_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    import zoo
+
+    head = sum(p.numel() for p in zoo.create_model("lsnet_t").head.parameters())
+    assert row["params"] == 11_409_832 - head  # the whole model less its classifier
+    frame = ResultsStore(tmp_path).frame()
+    latency = frame[frame["metric"] == "latency"].iloc[0]
+    assert latency["settings_features_only"] and latency["extra_resolution"] == 512
+    assert latency["extra_form"]["features_only"] is True

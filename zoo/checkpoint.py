@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -94,14 +96,36 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, Te
 def read_checkpoint(path: Path) -> object:
     """The raw object in a checkpoint file (weights only), read on the CPU."""
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path), device="cpu")
         with torch.serialization.safe_globals([argparse.Namespace]):  # the official checkpoints' 'args'
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated or foreign files surface many exception types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ZooError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {reason})") from None
+        raise ZooError(f"{path}: cannot read checkpoint ({refusal_reason(exc)})") from None
+
+
+# torch names the global a pickle asked for in a line like
+# "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+_GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL)\s+([\w.]+)", re.IGNORECASE)
+
+
+def refusal_reason(exc: Exception) -> str:
+    """Why a file could not be read, in one line, never suggesting ``weights_only=False``: a pickle that
+    asks for a Python global (code to run on load) is named as such, with the global; anything else is the
+    first line of the error that is not torch's advice to turn the safety off."""
+    text = str(exc)
+    found = _GLOBAL.search(text)
+    if found:
+        return (f"the file asks to run code on load (it names the Python global {found.group(1)}); only weights "
+                f"are loaded here, so it was refused")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    advice = ("weights_only", "weights only load failed", "please file an issue", "check the documentation")
+    useful = [ln for ln in lines if not any(a in ln.lower() for a in advice)]
+    reason = useful[0] if useful else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError) or "unpickl" in type(exc).__name__.lower():
+        return f"not a PyTorch checkpoint or a corrupt one: {reason}"
+    return f"{type(exc).__name__}: {reason}"
 
 
 def diff_keys(model_sd: Mapping[str, Tensor], ckpt: Mapping[str, Tensor]) -> tuple[list, list, list]:
