@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 import zoo
-from lsbench.counting import param_counts_meta
 from lsbench.errors import LsbenchError
+from lsbench.param_cache import param_counts
 
 __all__ = ["zoo_listing"]
 
@@ -19,7 +19,7 @@ def zoo_listing(family: str | None = None) -> pd.DataFrame:
     rows = []
     for name in names:
         card = zoo.get_card(name)
-        counts = param_counts_meta(name)
+        counts = param_counts(name)
         top1 = card.figure("top1")
         rows.append({
             "model": name, "family": card.family, "source": card.source, "input": card.input_size,
