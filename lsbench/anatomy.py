@@ -67,6 +67,7 @@ Label = tuple[str, str]  # (stage, part)
 OTHER = "other"
 BLOCK_OWN = "block own ops"
 SUM_TOLERANCE = 0.05
+REWARM = 2  # warm-up calls before every round after the first
 KEEP = 0.25  # the fastest quarter of the calls: see fast_mean
 HOOKS_METHOD = ("forward pre/post hooks on part boundaries, one clock read per boundary (perf_counter_ns on "
                 "CPU, CUDA events on GPU), interval given to the innermost open part")
@@ -163,6 +164,7 @@ def classify_parts(model: nn.Module) -> dict[str, Label]:
             continue
         parent = name.rpartition(".")[0]
         inherited = labels.get(parent, (stage, OTHER))[1] if root not in (name, parent) else OTHER
+        inherited = OTHER if inherited == BLOCK_OWN else inherited
         cls = type(module).__name__
         attr = name.rpartition(".")[2]
         if cls in VOCABULARY:
@@ -273,6 +275,10 @@ class PartClock:
         if not self.stack:
             self._done.append(self._marks if self.cuda else {k: v * 1e-9 for k, v in self._acc.items()})
 
+    def count(self) -> int:
+        """Complete forwards recorded so far."""
+        return len(self._done)
+
     def calls(self) -> list[dict[Label, float]]:
         """Seconds per label for every complete forward so far."""
         out = []
@@ -313,7 +319,9 @@ def time_parts(model: nn.Module, example: Tensor, boundaries: Mapping[str, Label
                warmup: int = 10, repeats: int = 60, rounds: int = 5, threads: int = 1,
                interop_threads: int | None = None) -> PartTimes:
     """Time ``model(example)`` unhooked (the normal way) and hooked, in ``rounds`` alternating rounds of
-    ``warmup`` + ``repeats`` calls each, under inference mode (and ``threads`` CPU threads)."""
+    ``repeats`` timed calls each (after ``warmup`` calls in the first round, :data:`REWARM` later), under
+    inference mode (and ``threads`` CPU threads). Short, many rounds spread a burst of interference on a
+    shared machine over both forms."""
     if rounds < 1:
         raise LsbenchError(f"rounds must be at least 1, got {rounds}")
     if device == "cuda" and not torch.cuda.is_available():
@@ -322,26 +330,31 @@ def time_parts(model: nn.Module, example: Tensor, boundaries: Mapping[str, Label
     def step() -> None:
         model(example)
 
-    def timer(fn) -> list[float]:
+    def timer(n_warm: int) -> list[float]:
         if device == "cuda":
-            return time_cuda(fn, warmup=warmup, repeats=repeats)
-        return time_cpu(fn, warmup=warmup, repeats=repeats)
+            return time_cuda(step, warmup=n_warm, repeats=repeats)
+        return time_cpu(step, warmup=n_warm, repeats=repeats)
 
     clock = PartClock(model, boundaries, device)
     hooked: list[float] = []
     normal: list[float] = []
+    timed_calls: list[int] = []  # indices of the hooked calls that were timed (not warm-up)
     threads_ctx = cpu_threads(threads, interop_threads) if device == "cpu" else _nullcontext({})
     with threads_ctx as effective, torch.inference_mode():
         for r in range(rounds):
+            # full warm-up once per form; later rounds only re-touch caches after the switch
+            n_warm = warmup if r < 1 else min(warmup, REWARM)
             for hooked_now in ((False, True) if r % 2 == 0 else (True, False)):
-                if hooked_now:
-                    with clock:
-                        hooked += timer(step)
-                else:
-                    normal += timer(step)
+                if not hooked_now:
+                    normal += timer(n_warm)
+                    continue
+                with clock:
+                    samples = timer(n_warm)
+                hooked += samples
+                done = clock.count()
+                timed_calls += range(done - len(samples), done)
     calls_all = clock.calls()
-    per_round = warmup + repeats
-    calls = [c for i, c in enumerate(calls_all) if i % per_round >= warmup]
+    calls = [calls_all[i] for i in timed_calls]
     return PartTimes(calls, hooked, normal, dict(effective) if effective else None)
 
 
