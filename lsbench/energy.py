@@ -11,7 +11,7 @@ figures are None, never 0; clocks and temperature are read at both ends as far a
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["EnergyWindow"]
@@ -118,7 +118,8 @@ class EnergyWindow:
         return self.energy_j / images
 
     def as_dict(self, images: int | None = None) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out["start"], out["end"] = dict(self.start), dict(self.end)
         if images is not None:
             out["images"] = images
             out["j_per_img"] = self.per_image(images)

@@ -74,8 +74,10 @@ def plot_roofline(by_part: pd.DataFrame, ceilings: Sequence[Ceiling], path: str 
         x0 = max(lo * 1.1, x1 / 12)
         p0, p1 = ax.transData.transform([(x0, bw * x0), (x1, bw * x1)])
         angle = float(np.degrees(np.arctan2(p1[1] - p0[1], p1[0] - p0[0])))
-        ax.text(x0, bw * x0 * 1.25, f"{c.name}: {bw:.1f} GB/s, ridge {ridge:.2f} FLOP/B", fontsize=8.5,
-                color="0.2", rotation=angle, rotation_mode="anchor", ha="left", va="bottom")
+        normal = np.radians(angle + 90)
+        ax.annotate(f"{c.name}: {bw:.1f} GB/s, ridge {ridge:.2f} FLOP/B", (x0, bw * x0),
+                    xytext=(4 * np.cos(normal), 4 * np.sin(normal)), textcoords="offset points", fontsize=8.5,
+                    color="0.2", rotation=angle, rotation_mode="anchor", ha="left", va="bottom")
 
     colours = _colours(list(frame["kind"].unique()) + list(left_out.get("kind", pd.Series(dtype=str)).unique()))
     models = list(dict.fromkeys(by_part["model"]))
