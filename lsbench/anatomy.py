@@ -39,12 +39,12 @@ weights are read by the ops that use them and so are included. Intensity = MACs 
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import math
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -339,7 +339,7 @@ def time_parts(model: nn.Module, example: Tensor, boundaries: Mapping[str, Label
     hooked: list[float] = []
     normal: list[float] = []
     timed_calls: list[int] = []  # indices of the hooked calls that were timed (not warm-up)
-    threads_ctx = cpu_threads(threads, interop_threads) if device == "cpu" else _nullcontext({})
+    threads_ctx = cpu_threads(threads, interop_threads) if device == "cpu" else contextlib.nullcontext({})
     with threads_ctx as effective, torch.inference_mode():
         for r in range(rounds):
             # full warm-up once per form; later rounds only re-touch caches after the switch
@@ -356,17 +356,6 @@ def time_parts(model: nn.Module, example: Tensor, boundaries: Mapping[str, Label
     calls_all = clock.calls()
     calls = [calls_all[i] for i in timed_calls]
     return PartTimes(calls, hooked, normal, dict(effective) if effective else None)
-
-
-class _nullcontext:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __enter__(self) -> Any:
-        return self.value
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def fast_cut(samples: Sequence[float], keep: float | None = None) -> float:
@@ -551,6 +540,3 @@ def by_stage(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows summed over parts: one per (model, stage)."""
     return _aggregate(frame, ["model", "stage"])
 
-
-def settings_hash(blob: str) -> str:
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
