@@ -28,7 +28,7 @@ from .env import fingerprint
 from .errors import LsbenchError
 from .profile import prepare
 from .results import Record, ResultsStore
-from .roofline import Ceiling, ceilings_frame, measure_ceilings
+from .roofline import Ceiling, best_of, ceilings_frame, measure_ceilings
 from .settings import ProfileSettings
 from .timing import time_cuda
 
@@ -106,15 +106,18 @@ def run_anatomy(names: Sequence[str], settings: ProfileSettings, *, counter: str
                 store: ResultsStore | None = None, ceilings: Sequence[Ceiling] | None = None,
                 on_start: Callable[[str], None] | None = None,
                 on_done: Callable[[str, Dissection], None] | None = None) -> AnatomyRun:
-    """Measure the ceilings (unless given), then dissect every model in ``names`` under ``settings``
-    (device, batch, resolution, dtype, threads, warmup, repeats, rounds), storing each model's records."""
+    """Dissect every model in ``names`` under ``settings`` (device, batch, resolution, dtype, threads,
+    warmup, repeats, rounds), storing each model's records as it finishes. Unless ``ceilings`` are given,
+    they are measured before and after the models and the best of the two kept (interference on a shared
+    machine only lowers a ceiling); the final ceilings are stored once more at the end."""
     _check(settings)
     for name in names:
         zoo.get_card(name)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if ceilings is None:
+    measure = ceilings is None
+    if measure:
         if on_start:
-            on_start("roofline ceilings")
+            on_start("roofline ceilings (before the models)")
         ceilings = measure_ceilings(settings.device, settings.threads, settings.dtype)
     run = AnatomyRun(settings, counter, list(ceilings), load_before=load_before)
     fp = fingerprint(settings.device, threads={"threads": settings.threads,
@@ -137,6 +140,12 @@ def run_anatomy(names: Sequence[str], settings: ProfileSettings, *, counter: str
         if on_done:
             on_done(name, d)
         del prepared, built
+    if measure:
+        if on_start:
+            on_start("roofline ceilings (after the models)")
+        run.ceilings = best_of(run.ceilings, measure_ceilings(settings.device, settings.threads, settings.dtype))
+        if store is not None:
+            store.append(_ceiling_records(run.dissections[-1], run, fp, final=True) if run.dissections else [])
     run.load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     return run
 
@@ -174,9 +183,17 @@ def anatomy_records(d: Dissection, run: AnatomyRun, fp: dict) -> list[Record]:
                        peak_abs_bytes=totals.get("peak_abs_bytes")))
     if totals.get("j_per_img") is not None:
         out.append(rec("energy_per_image", totals["j_per_img"], "J/img", **totals["energy"]))
-    out += [rec("roofline_ceiling", c.value / 1e9, "GFLOP/s" if c.kind == "compute" else "GB/s", counter=c.name,
-                ceiling=c.as_dict()) for c in run.ceilings]
-    return out
+    return out + _ceiling_records(d, run, fp)
+
+
+def _ceiling_records(d: Dissection, run: AnatomyRun, fp: dict, final: bool = False) -> list[Record]:
+    """The run's ceilings as records: with each model as measured so far, and once more at the end with
+    ``final`` set (the best of before and after the models, the ones the figure uses)."""
+    key = anatomy_key(run.settings, run.counter)
+    return [Record(model=d.model, metric="roofline_ceiling", value=c.value / 1e9,
+                   unit="GFLOP/s" if c.kind == "compute" else "GB/s", settings=run.settings, settings_key=key,
+                   fingerprint=fp, counter=c.name, extra={"ceiling": c.as_dict(), "final": final})
+            for c in run.ceilings]
 
 
 def totals_frame(dissections: Sequence[Dissection]) -> pd.DataFrame:

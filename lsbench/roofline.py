@@ -25,7 +25,7 @@ import torch
 from .errors import LsbenchError
 from .timing import cpu_threads
 
-__all__ = ["Ceiling", "measure_ceilings", "attainable", "ridge_point", "ceilings_frame", "cache_size",
+__all__ = ["Ceiling", "measure_ceilings", "best_of", "attainable", "ridge_point", "ceilings_frame", "cache_size",
            "COMPUTE", "MEMORY"]
 
 COMPUTE, MEMORY = "compute", "memory"
@@ -132,7 +132,7 @@ def _human(nbytes: int) -> str:
 
 def measure_ceilings(device: str = "cpu", threads: int = 1, dtype: str = "fp32", *, gemm_n: int | None = None,
                      dram_bytes: int | None = None, cache_bytes: int | None = None,
-                     repeats: int = 7) -> list[Ceiling]:
+                     repeats: int = 15) -> list[Ceiling]:
     """Compute and bandwidth ceilings of ``device`` at ``threads`` CPU threads, compute first, then memory
     ceilings from the fastest (cache) to DRAM.
 
@@ -158,6 +158,17 @@ def measure_ceilings(device: str = "cpu", threads: int = 1, dtype: str = "fp32",
                _copy(cache_bytes or l2 // 4, "cpu", repeats, "L2"),
                _copy(dram_bytes or 2 ** 28, "cpu", repeats, "DRAM")]
     return [Ceiling(**{**c.as_dict(), "threads": effective["threads"]}) for c in out]
+
+
+def best_of(*runs: Sequence[Ceiling]) -> list[Ceiling]:
+    """Per ceiling name, the run that reached the highest value (e.g. measured before and after the models:
+    interference only lowers a ceiling), in the order of the first run."""
+    best: dict[str, Ceiling] = {}
+    for run in runs:
+        for c in run:
+            if c.name not in best or c.value > best[c.name].value:
+                best[c.name] = c
+    return list(best.values())
 
 
 def attainable(intensity: float | Sequence[float], ceilings: Iterable[Ceiling],

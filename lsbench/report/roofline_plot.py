@@ -38,6 +38,25 @@ def _colours(kinds: Sequence[str]) -> dict[str, tuple]:
     return out
 
 
+def _label_ceilings(ax, compute: Ceiling, memories: Sequence[Ceiling], lo: float) -> None:
+    """Name each roof beside it. Done after layout: a slope's on-screen angle depends on the final axes size."""
+    peak = compute.value / 1e9
+    dram_ridge = peak / (memories[-1].value / 1e9)
+    ax.text(dram_ridge * 1.15, peak / 1.1, f"{compute.name}: {peak:.1f} GFLOP/s", ha="left", va="top", fontsize=9,
+            color="0.2")
+    for c in memories:
+        bw = c.value / 1e9
+        ridge = peak / bw
+        x1 = ridge / 1.6
+        x0 = max(lo * 1.1, x1 / 12)
+        p0, p1 = ax.transData.transform([(x0, bw * x0), (x1, bw * x1)])
+        angle = float(np.degrees(np.arctan2(p1[1] - p0[1], p1[0] - p0[0])))
+        normal = np.radians(angle + 90)
+        ax.annotate(f"{c.name}: {bw:.1f} GB/s, ridge {ridge:.2f} FLOP/B", (x0, bw * x0),
+                    xytext=(5 * np.cos(normal), 5 * np.sin(normal)), textcoords="offset points", fontsize=8.5,
+                    color="0.2", rotation=angle, rotation_mode="anchor", ha="left", va="bottom")
+
+
 def plot_roofline(by_part: pd.DataFrame, ceilings: Sequence[Ceiling], path: str | Path,
                   title: str = "") -> list[Path]:
     """Draw ``by_part`` (rows per model and part: macs, bytes, time_ms, share, kind) under ``ceilings``;
@@ -57,27 +76,15 @@ def plot_roofline(by_part: pd.DataFrame, ceilings: Sequence[Ceiling], path: str 
     fig, ax = plt.subplots(figsize=(11, 7), dpi=130)
     peak = compute.value / 1e9
     ax.axhline(peak, color="0.25", lw=1.6)
-    ax.text(hi / 1.15, peak * 1.08, f"{compute.name}: {peak:.1f} GFLOP/s", ha="right", va="bottom", fontsize=9, color="0.2")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ymin = min(frame["gflops"].min() / 2, peak / 200) if len(frame) else peak / 200
-    ax.set_ylim(ymin, peak * 2.2)
+    ax.set_ylim(ymin, max(peak * 2.2, frame["gflops"].max() * 1.5 if len(frame) else 0))
     for c, style in zip(memories, ["--", "-", ":", "-."]):
         bw = c.value / 1e9
-        ys = np.minimum(bw * xs, peak)
-        ax.plot(xs, ys, style, color="0.35", lw=1.4)
-        ridge = peak / bw
-        ax.plot([ridge], [peak], "|", color="0.35", ms=10)
-        # label along the slope, ending a little left of the ridge, rotated to the line's on-screen angle
-        x1 = ridge / 1.6
-        x0 = max(lo * 1.1, x1 / 12)
-        p0, p1 = ax.transData.transform([(x0, bw * x0), (x1, bw * x1)])
-        angle = float(np.degrees(np.arctan2(p1[1] - p0[1], p1[0] - p0[0])))
-        normal = np.radians(angle + 90)
-        ax.annotate(f"{c.name}: {bw:.1f} GB/s, ridge {ridge:.2f} FLOP/B", (x0, bw * x0),
-                    xytext=(4 * np.cos(normal), 4 * np.sin(normal)), textcoords="offset points", fontsize=8.5,
-                    color="0.2", rotation=angle, rotation_mode="anchor", ha="left", va="bottom")
+        ax.plot(xs, np.minimum(bw * xs, peak), style, color="0.35", lw=1.4)
+        ax.plot([peak / bw], [peak], "|", color="0.35", ms=10)
 
     colours = _colours(list(frame["kind"].unique()) + list(left_out.get("kind", pd.Series(dtype=str)).unique()))
     models = list(dict.fromkeys(by_part["model"]))
@@ -112,6 +119,7 @@ def plot_roofline(by_part: pd.DataFrame, ceilings: Sequence[Ceiling], path: str 
         fig.text(0.01, 0.01, f"Not on the roofline (no counted MACs): {names}. Bytes: per-op reads + writes, "
                  f"no cross-op cache reuse.", fontsize=7.5, color="0.3")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _label_ceilings(ax, compute, memories, lo)
     written = []
     for suffix in (".png", ".svg"):
         target = path.with_suffix(suffix)
