@@ -368,6 +368,41 @@ def export(model: str = typer.Argument(..., help="model name"),
     console.print(shown)
 
 
+# --- anatomy (issue 12): one block, parsing only; the work is lsbench.anatomy_job ---------------------
+@app.command()
+@_user_errors
+def anatomy(models: list[str] = typer.Argument(..., help="one or more model names (or a family, 'all')"),
+            device: str = typer.Option("cpu", help="cpu | cuda"),
+            batch: int = typer.Option(1, help="batch size"),
+            resolution: Optional[int] = typer.Option(None, help="input side (default: each model's native size)"),
+            threads: int = typer.Option(1, help="CPU intra-op threads (the ceilings are measured at this count)"),
+            counter: str = typer.Option("fvcore", help="MAC counter: fvcore | ptflops | torch"),
+            warmup: Optional[int] = typer.Option(None, help="warm-up calls before the first round (default 10)"),
+            repeats: Optional[int] = typer.Option(None, help="timed calls per round and form (default 20)"),
+            rounds: Optional[int] = typer.Option(None, help="alternating hooked/unhooked rounds (default 12)"),
+            out: Path = typer.Option(Path("reports/anatomy"), "--out",
+                                     help="directory for frames, figures and results.jsonl"),
+            fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
+    """Why a backbone is fast or slow: per-part latency, MACs, bytes, intensity, on a measured roofline."""
+    from .anatomy import by_part
+    from .anatomy_job import anatomy_settings, run_anatomy, save_anatomy, sum_check
+    from .counting import check_counters
+    from .options import check_format, split_models
+    from .results import ResultsStore
+
+    check_format(fmt)
+    check_counters(counter)
+    names = split_models(models)
+    settings = anatomy_settings(device, batch, resolution, threads, warmup=warmup, repeats=repeats, rounds=rounds)
+    store = ResultsStore.open_for_writing(out)
+    run = run_anatomy(names, settings, counter=counter, store=store,
+                      on_start=lambda n: err_console.print(f"measuring {n}"))
+    written = save_anatomy(run, out)
+    _print_frame(by_part(run.parts), fmt, title="time, MACs and bytes per part")
+    _print_frame(sum_check(run.totals), fmt, title=f"parts' sum vs latency measured the normal way; "
+                                        f"{len(written)} files and results.jsonl in {out}")
+
+
 results_app = typer.Typer(no_args_is_help=True, help="Inspect a results store.")
 app.add_typer(results_app, name="results")
 
@@ -407,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         _error_line(f"{message}{where}")
         code = getattr(exc, "exit_code", 2)
     sys.exit(code if isinstance(code, int) else 0)
+
 
 if __name__ == "__main__":
     main()
