@@ -27,7 +27,9 @@ import zoo
 
 from .counting import COUNTERS, check_counters, count_flops, param_counts
 from .env import fingerprint, gpu_telemetry
+from .energy import EnergyWindow
 from .errors import LsbenchError
+from .memory import PEAK_METHODS, CudaPeak, RssPeak, cpu_peak_memory, weight_bytes
 from .options import check_pin_cores, check_threads, require_device
 from .resources import check_fits
 from .results import Record, ResultsStore
@@ -55,6 +57,7 @@ class PreparedModel:
     example: Tensor
     resolution: int
     form: dict
+    weight_bytes: int = 0  # of the module before tracing or compiling
 
 
 def _resolution(name: str, settings: ProfileSettings) -> int:
@@ -125,7 +128,7 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
             "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
             "compile": settings.compile, "features_only": settings.features_only,
             "weights": checkpoint or _WEIGHTS}
-    return PreparedModel(name, runner, x, res, form)
+    return PreparedModel(name, runner, x, res, form, weight_bytes(model))
 
 
 def _autocast(settings: ProfileSettings):
@@ -186,24 +189,38 @@ def _windows(settings: ProfileSettings) -> dict:
 
 
 def _time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
+    """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras."""
     x = prepared.example
 
     def step():
         return prepared.model(x)
 
+    windows = _windows(settings)
     if settings.device == "cuda":
+        index = x.device.index if x.device.index is not None else torch.cuda.current_device()
         with _cuda_flags(settings), torch.inference_mode(), _autocast(settings):
             try:
-                samples = time_cuda(step, sync_each=settings.sync_each, **_windows(settings))
+                # warm up first, so that the peak and the energy cover the timed window only
+                time_cuda(step, sync_each=settings.sync_each, warmup=windows["warmup"],
+                          warmup_s=windows["warmup_s"], repeats=1)
+                with CudaPeak(x.device) as peak, EnergyWindow(index) as energy:
+                    samples = time_cuda(step, sync_each=settings.sync_each, warmup=0, warmup_s=None,
+                                        repeats=windows["repeats"], measure_s=windows["measure_s"])
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 raise LsbenchError(f"{prepared.name}: CUDA out of memory at batch {settings.batch}; "
                                    f"lower --batch") from None
-        return samples, {}
+        memory = {"peak_bytes": peak.growth, "peak_abs_bytes": peak.peak, "method": PEAK_METHODS["cuda"],
+                  "weight_bytes": prepared.weight_bytes}
+        return samples, {"memory": memory, "energy": energy.as_dict(len(samples) * settings.batch)}
     with cpu_threads(settings.threads, settings.interop_threads, settings.pin_cores) as effective:
         with torch.inference_mode(), _autocast(settings):
-            samples = time_cpu(step, **_windows(settings))
-    return samples, {"threads_effective": effective}
+            with RssPeak() as rss:
+                samples = time_cpu(step, **windows)
+            peak = cpu_peak_memory(step)  # one untimed call: the profiler stays out of the timing
+    memory = {"peak_bytes": peak, "method": PEAK_METHODS["cpu"], "rss_growth_bytes": rss.growth,
+              "weight_bytes": prepared.weight_bytes}
+    return samples, {"threads_effective": effective, "memory": memory}
 
 
 @contextlib.contextmanager
@@ -249,12 +266,32 @@ def _open_timer(name: str, settings: ProfileSettings, checkpoint: str | None):
     return (_eager_timer if settings.runtime == EAGER else _runtime_timer)(name, settings, checkpoint)
 
 
+def _memory_and_energy(rounds: Sequence[Record]) -> list[tuple[str, float, str, dict]]:
+    """(metric, value, unit, extra) of the peak memory (the largest round's), the weight bytes and, where
+    NVML gives an energy counter, the energy per image over every round's timed window."""
+    memories = [r.extra["memory"] for r in rounds if isinstance(r.extra.get("memory"), dict)]
+    out = []
+    peaks = [m["peak_bytes"] for m in memories if isinstance(m.get("peak_bytes"), (int, float))]
+    if peaks:
+        out.append(("peak_memory", max(peaks), "B", {"method": memories[0]["method"], "rounds": len(peaks),
+                                                     "per_round": peaks}))
+    if memories and memories[0].get("weight_bytes"):
+        out.append(("weight_bytes", memories[0]["weight_bytes"], "B", {}))
+    energies = [r.extra["energy"] for r in rounds if isinstance(r.extra.get("energy"), dict)]
+    joules = [e.get("energy_j") for e in energies]
+    images = [e.get("images") for e in energies]
+    if energies and all(isinstance(j, (int, float)) for j in joules) and all(images):
+        out.append(("energy_per_image", sum(joules) / sum(images), "J/img",
+                    {"energy_j": sum(joules), "images": sum(images), "windows": energies}))
+    return out
+
+
 def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, rounds: dict[int, Record]
                     ) -> list[Record]:
     """Latency (ms, median + statistics) and throughput (img/s) over every round's samples."""
     ordered = [rounds[r] for r in sorted(rounds)]
     samples = [s for r in ordered for s in r.extra["samples_s"]]
-    last = {k: v for k, v in ordered[-1].extra.items() if k not in ("samples_s", "round", "run_id")}
+    last = {k: v for k, v in ordered[-1].extra.items() if k not in ("samples_s", "round", "run_id", "memory", "energy")}
     runs = sorted({r.extra.get("run_id") for r in ordered if r.extra.get("run_id")})
     extra = {**last, "batch": settings.batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
              "runs": len(runs), "resumed": len(runs) > 1}
@@ -263,7 +300,9 @@ def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, ro
     latency = summarize(samples).scaled(1e3)
     per_image = summarize([settings.batch / s for s in samples])
     mean_s = sum(samples) / len(samples)
-    return [
+    records = [_record(name, metric, value, unit, settings, fp, key, extra=info)
+               for metric, value, unit, info in _memory_and_energy(ordered)]
+    return records + [
         _record(name, "latency", latency.median, "ms", settings, fp, key, stats=latency, extra=extra),
         # the papers' throughput: batch / mean iteration time; stats are of per-iteration img/s
         _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, key, stats=per_image,

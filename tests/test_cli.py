@@ -165,3 +165,19 @@ def test_profile_features_only_backbone_at_dense_resolution(tmp_path):
     latency = frame[frame["metric"] == "latency"].iloc[0]
     assert latency["settings_features_only"] and latency["extra_resolution"] == 512
     assert latency["extra_form"]["features_only"] is True
+
+
+def test_profile_records_peak_memory_and_weight_bytes(tmp_path):
+    result = _run("profile", "--models", "mobilenetv3_small_100", "--metrics", "latency", "--quick",
+                  "--resolution", "96", "--out", str(tmp_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    frame = ResultsStore(tmp_path).frame().set_index("metric")
+    import zoo
+
+    fused = zoo.reparameterize(zoo.create_model("mobilenetv3_small_100").eval())
+    expected = sum(t.numel() * t.element_size() for t in [*fused.parameters(), *fused.buffers()])
+    assert frame.at["weight_bytes", "value"] == expected
+    # one forward at 96 px holds at least its logits and the stem's output (16 x 48 x 48 fp32)
+    assert frame.at["peak_memory", "value"] >= 16 * 48 * 48 * 4
+    assert row["peak_memory_MiB"] == pytest.approx(frame.at["peak_memory", "value"] / 2**20, abs=1e-4)  # json rounds
