@@ -317,7 +317,7 @@ def table(results: Path = typer.Option(Path("results"), "--results", help="resul
 @_user_errors
 def pareto(results: Path = typer.Option(Path("results"), "--results", help="results directory to read"),
            device: str = typer.Option("cpu", help="one device: cpu, cuda, a GPU/CPU name, or a runtime"),
-           metric: Optional[str] = typer.Option(None, help="latency | throughput (default: throughput for "
+           metric: Optional[str] = typer.Option(None, help="latency | throughput | energy_per_image (default: throughput for "
                                                            "--reported, latency for measured)"),
            reported: bool = typer.Option(False, "--reported", help="published figures only (e.g. the paper's)"),
            overlay: bool = typer.Option(False, "--overlay", help="add the published figures on the same device"),

@@ -146,3 +146,16 @@ def test_pareto_command_overlays_the_published_figures_on_the_measured_gpu(tmp_p
                                        "--out", str(tmp_path / "never")], catch_exceptions=False)
     assert refused.exit_code == 2 and "no published latency on Test CPU 9000" in refused.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_energy_per_image_is_an_x_axis(tmp_path):
+    records = [Record(model=m, metric="energy_per_image", value=v, unit="J/img", settings=GPU,
+                      fingerprint={"gpu": {"name": "NVIDIA H200"}}, time="2025-03-01T00:00:00+00:00")
+               for m, v in {"lsnet_t": 0.010, "repvit_m0_9": 0.021, "efficientvit_m4": 0.008}.items()]
+    points = measured_points(_store(tmp_path, records), "energy_per_image", "NVIDIA H200")
+    assert set(points["unit"]) == {"J/img"}
+    frontier = pareto_frontier(points, "x", "top1", x_better="lower")
+    assert "efficientvit_m4" in set(frontier["model"])  # the least energy is never dominated
+    assert frontier["top1"].is_monotonic_increasing  # along lower energy -> more energy, top-1 must rise
+    paths = plot_pareto(points, "energy_per_image", "NVIDIA H200", None, tmp_path / "energy")
+    assert "Energy per image" in paths[1].read_text(encoding="utf-8")

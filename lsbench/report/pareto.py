@@ -28,7 +28,8 @@ from .render import figure_paths
 __all__ = ["pareto_frontier", "measured_points", "reported_pareto_frame", "plot_pareto", "pareto_figure", "POINT_COLUMNS",
            "X_METRICS"]
 
-X_METRICS = {"latency": ("ms", "lower"), "throughput": ("img/s", "higher")}
+X_METRICS = {"latency": ("ms", "lower"), "throughput": ("img/s", "higher"), "energy_per_image": ("J/img", "lower")}
+_X_NAMES = {"latency": "Latency", "throughput": "Throughput", "energy_per_image": "Energy per image"}
 POINT_COLUMNS = ["model", "family", "top1", "top1_source", "x", "metric", "unit", "device", "protocol", "source",
                  "cite"]
 _FIGURE_TOP1 = re.compile(r"plots top-1 (\d+(?:\.\d+)?)")
@@ -366,7 +367,7 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
         ax.margins(x=0.12, y=0.1)
         ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
         ax.set_axisbelow(True)
-        what = "Latency" if x_metric == "latency" else "Throughput"
+        what = _X_NAMES[x_metric]
         direction = "lower is better" if better == "lower" else "higher is better"
         stat = "median, " if x_metric == "latency" else ""
         src = "measured" if source == "measured" else "published"
