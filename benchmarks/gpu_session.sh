@@ -15,8 +15,9 @@
 #               installed with --no-index --no-deps into a scratch folder on PYTHONPATH (nothing else changes)
 # Part B resumes: copy the results.jsonl that came back to reports/gpu/incoming/results.jsonl and rerun B.
 # Output under $OUT (at most 8 files, one folder down): session.log, env.txt, cuda_tests.xml, ska_gpu.json,
-# official.json, results/results.jsonl. CLI options relied on: profile --models --device --preset --metrics
-# --out --format --quick (dry run), table --results.
+# official.json, results/results.jsonl (part B: tables/ from `lsbench table`). CLI options relied on: profile
+# --models --device --preset --metrics
+# --out --format --quick (dry run), table --results --out.
 set -uo pipefail
 PART="${1:-}"; DRY="${2:-}"
 case "$PART" in A|B) ;; *) echo "usage: bash benchmarks/gpu_session.sh A|B [--dry-run]" >&2; exit 2;; esac
@@ -31,8 +32,9 @@ step() {  # step NAME TIMEOUT_S CMD...: runs, logs, never aborts the session; re
     local name="$1" limit="$2"; shift 2
     say "== $name (limit ${limit}s): $*"
     timeout "$limit" "$@" >>"$LOG" 2>&1; local rc=$?
-    say "== $name rc=$rc"; return 0
+    say "== $name rc=$rc"; [ "$rc" = 0 ] || FAILED+=("$name:$rc"); return 0
 }
+FAILED=()
 [ -f .official/model/lsnet.py ] && [ -f .official/model/ska.py ] && [ -f .official/utils.py ] || {
     echo "error: the official THU-MIG/lsnet code is missing at $ROOT/.official (carry it: carry=[\".official\"])" \
         | tee -a "$LOG" >&2; exit 3; }
@@ -41,6 +43,7 @@ if ! "$PY" -c "import fvcore, ptflops" 2>/dev/null; then
     ls .whl/*.whl >/dev/null 2>&1 || { echo "error: fvcore/ptflops missing and no wheels in .whl/" | tee -a "$LOG" >&2; exit 3; }
     "$PY" -m pip install -q --no-index --no-deps --target "$DEPS" .whl/*.whl >>"$LOG" 2>&1
 fi
+"$PY" benchmarks/check_gpu_imports.py >>"$LOG" 2>&1 || { echo "error: GPU-path imports fail" | tee -a "$LOG" >&2; exit 3; }
 export PYTHONPATH="$ROOT:$DEPS${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -n "$DRY" ]; then
     DEVICE=cpu; SIZE=(--dry-run); QUICK=(--quick); PRESET=(); export TRITON_INTERPRET=1
@@ -81,7 +84,8 @@ else
     # timeout only cuts the sweep short and a rerun of part B with the returned file resumes it
     step registry_sweep 430 "$PY" -m lsbench.cli profile --models all --device "$DEVICE" "${PRESET[@]}" \
         "${QUICK[@]}" --metrics latency --out "$OUT/results" --format md
-    step table 30 "$PY" -m lsbench.cli table --results "$OUT/results"
+    step table 30 "$PY" -m lsbench.cli table --results "$OUT/results" --out "$OUT/tables"
 fi
 rm -rf "$DEPS"
-say "part $PART done"
+[ ${#FAILED[@]} = 0 ] || { say "part $PART done, FAILED steps: ${FAILED[*]}"; exit 1; }
+say "part $PART done, every step rc=0"
