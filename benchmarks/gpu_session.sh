@@ -1,33 +1,103 @@
 #!/usr/bin/env bash
-# The one prepared script for a session that is lent a GPU (H100/H200) through the device tool.
-# It uses the device image's own python3 (torch, triton, timm, typer, rich, pandas, pynvml are there)
-# with this checkout on PYTHONPATH, and writes everything under $OUT (copied back by the tool):
-#   1. the CUDA-marked tests (Triton SKA vs the PyTorch reference, CUDA timers)
-#   2. the SKA kernel bandwidth benchmark (optionally against the official kernel: put THU-MIG/lsnet's
-#      model/ska.py under build/lsnet_official/model/ and carry build/lsnet_official)
-#   3. the profile of every registry model under the `lsnet` preset (fp32, batch 2048, 5 s + 10 s)
-#   4. the cost anatomy on CUDA (issue 12): its CUDA tests, then per-part time on CUDA events, GEMM/HBM
-#      ceilings, peak memory and NVML J/img for the four anatomy models at batch 256 ($OUT/anatomy_cuda/)
-# Usage on the device: bash benchmarks/gpu_session.sh [quick]   ("quick": short windows, for a dry run)
-# Then copy $OUT/gpu/results.jsonl into reports/gpu/ and run `lsbench table --results reports/gpu`.
+# The prepared device run for a session lent an H100/H200 (issue 8), in two parts that each end within 8 min:
+#   bash benchmarks/gpu_session.sh A          CUDA tests, SKA kernels vs the official Triton kernel, the user's
+#                                             command, our LSNet vs the official model (official weights in ours)
+#   bash benchmarks/gpu_session.sh B          registry sweep under the `lsnet_short` preset (the lsnet recipe with
+#                                             2 s + 4 s windows: 40 models x 15 s of `lsnet` windows would not fit
+#                                             8 minutes), the CUDA cost anatomy, `lsbench erf lsnet_b --device cuda`
+#                                             timed; resuming from reports/gpu/incoming/results.jsonl if present
+#   bash benchmarks/gpu_session.sh A --dry-run   the same steps on the CPU at toy sizes, with Triton's
+#                                             interpreter for the kernels (run it here before spending GPU time)
+# Device tool call: run(command="bash benchmarks/gpu_session.sh A", carry=[".official", ".whl"]).
+# Needs beside the checkout (git-ignored, travel through `carry`):
+#   .official/  THU-MIG/lsnet (model/, utils.py, COMMIT); the script stops at once when it is missing
+#   .whl/       wheels of the pure-Python packages the GPU image lacks (fvcore, ptflops and their deps), made with
+#               pip download --no-deps -d .whl fvcore==0.1.5.post20221221 ptflops==0.7.5 yacs termcolor \
+#                   tabulate iopath portalocker && pip wheel --no-deps -w .whl .whl/*.tar.gz && rm .whl/*.tar.gz
+#               installed with --no-index --no-deps into a scratch folder on PYTHONPATH (nothing else changes)
+# Part B resumes: copy the results.jsonl that came back to reports/gpu/incoming/results.jsonl and rerun B.
+# Output under $OUT (at most 8 files, one folder down): session.log, env.txt, cuda_tests.xml, ska_gpu.json,
+# official.json, results/results.jsonl (part B: tables/ from `lsbench table`). CLI options relied on: profile
+# --models --device --preset --metrics
+# --out --format --quick (dry run), table --results --out.
 set -uo pipefail
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-OUT="${OUT:-gpu_out}"
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv \
-    | tee "$OUT/nvidia_smi.csv"
-python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_ska_triton.py tests/test_timing.py 2>&1 \
-    | tee "$OUT/cuda_tests.log"
-official=()
-[ -f build/lsnet_official/model/ska.py ] && official=(--official build/lsnet_official)
-timeout 180 python3 benchmarks/gpu_ska.py --out "$OUT/ska_gpu.json" "${official[@]}" 2>&1 | tee "$OUT/ska_gpu.log"
-quick=()
-[ "${1:-}" = "quick" ] && quick=(--quick)
-python3 -m lsbench.cli profile --models all --device cuda --preset lsnet --metrics latency "${quick[@]}" \
-    --out "$OUT/gpu" --format md 2>&1 | tee "$OUT/profile_lsnet.log"
-python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_anatomy.py tests/test_roofline.py \
-    tests/test_memory_energy.py 2>&1 | tee "$OUT/anatomy_cuda_tests.log"
-anatomy_quick=()
-[ "${1:-}" = "quick" ] && anatomy_quick=(--warmup 3 --repeats 5 --rounds 2)
-python3 -m lsbench.cli anatomy lsnet_t lsnet_b repvit_m0_9 efficientvit_m4 --device cuda --batch 256 \
-    "${anatomy_quick[@]}" --out "$OUT/anatomy_cuda" --format md 2>&1 | tee "$OUT/anatomy_cuda.log"
+PART="${1:-}"; DRY="${2:-}"
+case "$PART" in A|B) ;; *) echo "usage: bash benchmarks/gpu_session.sh A|B [--dry-run]" >&2; exit 2;; esac
+[ -z "$DRY" ] || [ "$DRY" = "--dry-run" ] || { echo "unknown option $DRY" >&2; exit 2; }
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"; cd "$ROOT"
+OUT="${OUT:-$ROOT/gpu_out}"; mkdir -p "$OUT/results"
+PY="${PYTHON:-python3}"
+LOG="$OUT/session.log"
+START=$(date +%s)
+say() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
+step() {  # step NAME TIMEOUT_S CMD...: runs, logs, never aborts the session; records the exit code
+    local name="$1" limit="$2"; shift 2
+    say "== $name (limit ${limit}s): $*"
+    timeout "$limit" "$@" >>"$LOG" 2>&1; local rc=$?
+    say "== $name rc=$rc"; [ "$rc" = 0 ] || FAILED+=("$name:$rc"); return 0
+}
+FAILED=()
+[ -f .official/model/lsnet.py ] && [ -f .official/model/ska.py ] && [ -f .official/utils.py ] || {
+    echo "error: the official THU-MIG/lsnet code is missing at $ROOT/.official (carry it: carry=[\".official\"])" \
+        | tee -a "$LOG" >&2; exit 3; }
+DEPS="$(mktemp -d)"
+if ! "$PY" -c "import fvcore, ptflops" 2>/dev/null; then
+    ls .whl/*.whl >/dev/null 2>&1 || { echo "error: fvcore/ptflops missing and no wheels in .whl/" | tee -a "$LOG" >&2; exit 3; }
+    "$PY" -m pip install -q --no-index --no-deps --target "$DEPS" .whl/*.whl >>"$LOG" 2>&1
+fi
+"$PY" benchmarks/check_gpu_imports.py >>"$LOG" 2>&1 || { echo "error: GPU-path imports fail" | tee -a "$LOG" >&2; exit 3; }
+export PYTHONPATH="$ROOT:$DEPS${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if [ -n "$DRY" ]; then
+    DEVICE=cpu; SIZE=(--dry-run); QUICK=(--quick); PRESET=(); export TRITON_INTERPRET=1
+else
+    DEVICE=cuda; SIZE=(); QUICK=(); PRESET=(--preset lsnet_short)
+fi
+{ echo "part $PART ${DRY:-device} $(date -u +%FT%TZ) $(git rev-parse HEAD 2>/dev/null)"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw \
+      --format=csv 2>&1 || true
+  "$PY" -c "import sys, torch, triton, timm; print(sys.version.split()[0], torch.__version__, torch.version.cuda, triton.__version__, timm.__version__)"
+  cat .official/COMMIT 2>/dev/null; } >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" >>"$LOG"
+
+if [ "$PART" = A ]; then
+    if [ -n "$DRY" ]; then  # the CPU half of the checks: interpreter kernels and the sm_90 budget
+        step tests 400 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/cuda_tests.xml" \
+            tests/test_ska_triton.py tests/test_ska_package.py tests/test_ska_sass.py
+        step ska_bench 300 "$PY" benchmarks/gpu_ska.py "${SIZE[@]}" --models lsnet_t --dtypes fp32 \
+            --official .official --out "$OUT/ska_gpu.json"
+    else   # CUDA tests first (compiles + autotunes the kernels the benchmarks then reuse)
+        step cuda_tests 120 "$PY" -m pytest -q -x -m cuda -p no:cacheprovider --junitxml="$OUT/cuda_tests.xml" \
+            tests/test_ska_triton.py tests/test_timing.py tests/test_anatomy.py tests/test_roofline.py \
+            tests/test_memory_energy.py tests/test_resources.py
+        step ska_bench 110 "$PY" benchmarks/gpu_ska.py --models lsnet_t,lsnet_b --dtypes fp32,bf16,fp16 \
+            --official .official --budget-s 80 --out "$OUT/ska_gpu.json"
+    fi
+    # the user's first command, exactly as typed (its results land in ./results, copied out below)
+    step user_command 60 "$PY" -m lsbench.cli profile --models lsnet_t,repvit_m0_9 --device "$DEVICE" "${QUICK[@]}"
+    [ -f results/results.jsonl ] && cp results/results.jsonl "$OUT/results/results.jsonl"
+    if [ -n "$DRY" ]; then
+        step official 300 "$PY" benchmarks/gpu_official.py --dry-run --models lsnet_t --dtypes fp32,bf16 \
+            --official .official --out "$OUT/official.json"
+    else   # lsnet_short windows (2 s + 4 s): 3 models x 3 dtypes x 2 implementations
+        step official 165 "$PY" benchmarks/gpu_official.py --official .official --out "$OUT/official.json"
+    fi
+else
+    [ -f reports/gpu/incoming/results.jsonl ] && cp reports/gpu/incoming/results.jsonl "$OUT/results/results.jsonl"
+    # `lsnet_short` protocol (fp32, batch 2048, fused, 2 s + 4 s); every finished round is stored at once, so
+    # the timeout only cuts the sweep short and a rerun of part B with the returned file resumes it
+    step registry_sweep 300 "$PY" -m lsbench.cli profile --models all --device "$DEVICE" "${PRESET[@]}" \
+        "${QUICK[@]}" --metrics latency --out "$OUT/results" --format md
+    step table 30 "$PY" -m lsbench.cli table --results "$OUT/results" --out "$OUT/tables"
+    # the cost anatomy on CUDA (issue 12): its CUDA tests, then per-part time on CUDA events, GEMM/HBM ceilings,
+    # peak memory and NVML J/img; records land in the same results store
+    if [ -n "$DRY" ]; then ANATOMY=(--warmup 2 --repeats 3 --rounds 2 --resolution 64); else ANATOMY=(--batch 256); fi
+    step anatomy 80 "$PY" -m lsbench.cli anatomy lsnet_t lsnet_b repvit_m0_9 efficientvit_m4 --device "$DEVICE" \
+        "${ANATOMY[@]}" --out "$OUT/results" --format md
+    # the user's second command, timed by the step's log stamps (issue 8 item 6); the table is in the log
+    if [ -n "$DRY" ]; then ERF=(--num-images 2 --size 64 --no-stages); else ERF=(); fi
+    step erf 70 "$PY" -m lsbench.cli erf lsnet_b --device "$DEVICE" "${ERF[@]}" --out "$(mktemp -d)" \
+        --format md
+fi
+rm -rf "$DEPS"
+[ ${#FAILED[@]} = 0 ] || { say "part $PART done, FAILED steps: ${FAILED[*]}"; exit 1; }
+say "part $PART done, every step rc=0"

@@ -93,8 +93,19 @@ def bench_shapes(models: list[str], batch: int) -> list[dict]:
 # GPU side
 
 
+def _write(result: dict, out) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+
+
 def _time_ms(torch, fn, warmup: int, reps: int) -> float:
-    """Median CUDA-event time of fn() in milliseconds, after warm-up calls."""
+    """Median CUDA-event time of fn() in milliseconds, after warm-up calls (wall clock in a dry run)."""
+    if not torch.cuda.is_available():
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return 1e3 * (time.perf_counter() - t0) / reps
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -147,8 +158,9 @@ def _max_err(torch, got, want) -> float:
 def run(args) -> dict:
     import torch
 
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_ska.py needs a CUDA GPU")
+    dev = "cpu" if args.dry_run else "cuda"
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_ska.py needs a CUDA GPU (or --dry-run, under TRITON_INTERPRET=1)")
     _import_zoo_ska()
     from zoo.ska import ska_backward_reference, ska_reference
 
@@ -163,7 +175,7 @@ def run(args) -> dict:
         else:
             args.impls = [i for i in args.impls if i != "official"]
 
-    device = torch.cuda.get_device_name()
+    device = torch.cuda.get_device_name() if dev == "cuda" else "cpu (dry run, Triton interpreter)"
     started = time.perf_counter()
     result = {"device": device, "peak_tbps_nominal": peak_tbps(device), "torch": torch.__version__,
               "python": platform.python_version(), "batch": args.batch, "warmup": args.warmup, "reps": args.reps,
@@ -174,7 +186,7 @@ def run(args) -> dict:
     except ImportError:
         result["triton"] = None
 
-    gen = torch.Generator(device="cuda").manual_seed(0)
+    gen = torch.Generator(device=dev).manual_seed(0)
     for dname in args.dtypes:
         dtype = getattr(torch, DTYPES[dname])
         for spec in bench_shapes(args.models, args.batch):
@@ -185,11 +197,14 @@ def run(args) -> dict:
                 continue
             shape, g = spec["shape"], spec["groups"]
             b, c, h, w_ = shape
-            x = torch.randn(shape, device="cuda", generator=gen).to(dtype)
-            w = torch.randn(b, g, 9, h, w_, device="cuda", generator=gen).to(dtype)
-            go = torch.randn(shape, device="cuda", generator=gen).to(dtype)
-            if args.channels_last:
+            x = torch.randn(shape, device=dev, generator=gen).to(dtype)
+            w = torch.randn(b, g, 9, h, w_, device=dev, generator=gen).to(dtype)
+            go = torch.randn(shape, device=dev, generator=gen).to(dtype)
+            if args.channels_last:  # as in a channels_last model: x, grad_out and the LKP conv output w
                 x = x.contiguous(memory_format=torch.channels_last)
+                go = go.contiguous(memory_format=torch.channels_last)
+                w = (w.view(b, g * 9, h, w_).contiguous(memory_format=torch.channels_last)
+                     .view(b, g, 9, h, w_))
             fb = forward_bytes(shape, g, ELEMENT_SIZE[dname])
             bb = backward_bytes(shape, g, ELEMENT_SIZE[dname])
             # accuracy on the first samples, against the fp32 reference on the same (rounded) inputs
@@ -223,16 +238,20 @@ def run(args) -> dict:
                     row["bwd_ms"] = _time_ms(torch, bwd, args.warmup, args.reps)
                 except Exception as exc:  # one implementation failing must not lose the others' numbers
                     row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-                    torch.cuda.synchronize()
+                    if dev == "cuda":
+                        torch.cuda.synchronize()
                 row["fwd_tbps"] = tbps(fb, row.get("fwd_ms"))
                 row["bwd_tbps"] = tbps(bb, row.get("bwd_ms"))
+                if kt is not None and name == "triton":
+                    row["family"] = kt.kernel_family(x, w, go)
                 result["rows"].append(row)
+                _write(result, args.out)  # a run cut short keeps every finished row
                 _print_row(row, result["peak_tbps_nominal"])
             del x, w, go, impls, xs, ws, gos, ref_out, ref_gx, ref_gw
-            torch.cuda.empty_cache()
+            if dev == "cuda":
+                torch.cuda.empty_cache()
     if kt is not None:
-        for name, tuned in (("forward", kt._ska_fwd_tuned), ("backward", kt._ska_bwd_tuned)):
-            result["autotuned"][name] = {str(k): str(v) for k, v in tuned.cache.items()}
+        result["autotuned"] = kt.autotuned()
     _ratios(result)
     result["elapsed_s"] = time.perf_counter() - started
     return result
@@ -317,6 +336,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing (after compile/autotune)")
     p.add_argument("--reps", type=int, default=20, help="timed calls; the median is reported")
     p.add_argument("--channels-last", action="store_true", help="time x in channels_last memory format")
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU at toy sizes (batch 2, one rep); set TRITON_INTERPRET=1 so the kernels run interpreted")
     p.add_argument("--budget-s", type=float, default=100.0,
                    help="start no new (shape, dtype) group after this many seconds")
     args = p.parse_args(argv)
@@ -330,6 +351,8 @@ def parse_args(argv=None):
             p.error(f"unknown {what}: {', '.join(bad)} (choose from {', '.join(allowed)})")
     if args.reps < 1 or args.warmup < 1:
         p.error("--reps and --warmup must be at least 1")
+    if args.dry_run:
+        args.batch, args.warmup, args.reps = 2, 1, 1
     return args
 
 
@@ -338,8 +361,7 @@ def main(argv=None) -> int:
     result = run(args)
     print_summary(result)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        _write(result, args.out)
         print(f"wrote {args.out}")
     return 0
 

@@ -181,6 +181,13 @@ PRESETS: dict[str, ProfileSettings] = {
         cudnn_benchmark=False, fused=True, warmup=0, warmup_s=5.0, repeats=10, measure_s=10.0,
         sync_each=True, preset="lsnet",
     ),
+    # The H200 anchors' protocol (lsnet-facts §4, "lsnet_short"): the lsnet recipe with 2 s warm-up and 4 s
+    # measured, for sweeps that must fit a short GPU session.
+    "lsnet_short": ProfileSettings(
+        device="cuda", batch=2048, dtype="fp32", amp=False, channels_last=False, compile=False,
+        cudnn_benchmark=False, fused=True, warmup=0, warmup_s=2.0, repeats=10, measure_s=4.0,
+        sync_each=True, preset="lsnet_short",
+    ),
     "efficientvit": ProfileSettings(
         device="cuda", batch=2048, dtype="fp16", amp=True, jit_trace=True, fused=True,
         warmup=0, warmup_s=10.0, repeats=10, measure_s=60.0, sync_each=True, preset="efficientvit",
