@@ -5,7 +5,8 @@
 stage, so the last stage's map is computed twice), parameters left trainable (weight gradients tracked).
 ``after`` is :func:`lsbench.erf.erf_maps`: one forward, one backward per distinct map, frozen parameters.
 The two run alternately (ABAB...) on the same images so machine drift hits both; the report gives each
-round's times, the median ratio, and the largest map difference.
+round's wall and CPU times,
+the median ratios, and the largest map difference.
 
     PYTHONPATH=. python benchmarks/erf_speed.py --model lsnet_b --images 3 --size 1024 --rounds 2
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -67,22 +69,29 @@ def main() -> None:
         n_stages = len(erf.stage_outputs(model, images[:1]))
     layers = ["final", *range(n_stages)]
     times = {"before": [], "after": []}
+    cpu = {"before": [], "after": []}
     maps = {}
     for _ in range(args.rounds):
         for name, fn in (("before", before), ("after", after)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             maps[name] = fn(model, images, layers)
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     diff = max(float(np.abs(maps["before"][k] - maps["after"][k]).max()) for k in layers)
     ratios = [a / b for a, b in zip(times["after"], times["before"])]
+    cpu_ratios = [a / b for a, b in zip(cpu["after"], cpu["before"])]
     report = {
         "model": args.model, "images": args.images, "size": args.size, "layers": [str(x) for x in layers],
         "rounds": args.rounds, "order": "before, after alternating", "seconds": times,
         "ratio_after_over_before": ratios, "median_ratio": statistics.median(ratios),
+        # CPU seconds of this process: far less sensitive than wall time to other jobs on shared cores
+        "cpu_seconds": cpu, "cpu_ratio_after_over_before": cpu_ratios,
+        "median_cpu_ratio": statistics.median(cpu_ratios),
+        "load_average": list(os.getloadavg()),
         "max_abs_map_difference": diff, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(), "device": "cpu",
-        "projected_50_images_after_s": statistics.median(times["after"]) / args.images * 50,
-        "projected_50_images_before_s": statistics.median(times["before"]) / args.images * 50,
+        "projected_50_images_after_cpu_s": statistics.median(cpu["after"]) / args.images * 50,
+        "projected_50_images_before_cpu_s": statistics.median(cpu["before"]) / args.images * 50,
     }
     text = json.dumps(report, indent=2)
     print(text)
