@@ -36,7 +36,7 @@ from lsbench.errors import LsbenchError
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_THRESHOLDS", "SKIMAGE_IMAGES", "IMAGE_EXTENSIONS",
-    "load_images", "stage_outputs", "erf_maps", "erf_map", "normalize_map", "high_contribution_square",
+    "load_images", "stage_outputs", "erf_maps", "final_stage", "normalize_map", "high_contribution_square",
     "area_ratios", "weights_label", "erf_analysis", "layer_name",
 ]
 
@@ -266,14 +266,73 @@ def normalize_map(raw: np.ndarray) -> np.ndarray:
     return m / peak if peak > 0 else m
 
 
+@contextmanager
+def _frozen(model: nn.Module):
+    """Parameters need no gradient for an ERF (only d score / d input): autograd then skips every weight
+    gradient and keeps less of the graph. Each parameter's own flag is restored."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _layer_features(model: nn.Module, x: Tensor, layers: Sequence[str | int]) -> dict[str | int, Tensor]:
+    """The feature map of every requested layer: all stage outputs from ONE :func:`stage_outputs` call
+    (one forward), plus ``forward_features`` only when ``"final"`` is requested on its own."""
+    stage_idx = [layer for layer in layers if layer != "final"]
+    feats: dict[str | int, Tensor] = {}
+    if stage_idx:
+        outs = stage_outputs(model, x)
+        for i in stage_idx:
+            if not -len(outs) <= i < len(outs):
+                raise LsbenchError(f"stage {i} requested but {type(model).__name__} has {len(outs)} stages "
+                                   f"(0..{len(outs) - 1})")
+            feats[i] = outs[i]
+    if "final" in layers:
+        feats["final"] = model.forward_features(x)
+    return feats
+
+
+def final_stage(model: nn.Module, x: Tensor, layers: Sequence[str | int]) -> str | int | None:
+    """The requested stage layer whose map IS the final map, or None.
+
+    That is the last stage (index ``n-1`` or ``-1``) when ``forward_features`` returns exactly the last
+    stage output (same shape and values on ``x``, e.g. LSNet): the final map then needs no forward or
+    backward pass of its own.
+    """
+    if "final" not in layers:
+        return None
+    with torch.no_grad(), _eval_mode(model):
+        try:
+            outs = stage_outputs(model, x)
+        except LsbenchError:
+            return None
+        last = [layer for layer in layers if layer != "final" and layer in (len(outs) - 1, -1)]
+        if not last:
+            return None
+        final = model.forward_features(x)
+    same = final.shape == outs[-1].shape and torch.equal(final, outs[-1])
+    return last[0] if same else None
+
+
 def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("final",), *, batch_size: int = 1,
              device: str | torch.device = "cpu", normalize: bool = True, progress: bool = True,
              description: str = "ERF") -> dict[str | int, np.ndarray]:
-    """ERF maps of several layers of ``model``, one ``(H, W)`` array per layer (one pass over the images).
+    """ERF maps of several layers of ``model``, one ``(H, W)`` array per layer.
 
     ``layers``: ``"final"`` (``forward_features``) and/or 0-based stage indices (:func:`stage_outputs`).
     ``normalize=False`` returns the raw averaged gradient map instead of the normalised one.
     The model runs in eval mode on ``device`` with its weights as given; its mode is restored.
+
+    Each map is computed once: one forward per batch of images serves every layer (a backward pass from
+    one stage's score reaches only the part of the graph below that stage, so it gives the same gradient
+    as a forward of its own), one backward per distinct layer, and ``"final"`` shares the last stage's
+    map when ``forward_features`` is that stage (:func:`final_is_last_stage`). Images are independent in
+    eval mode, so ``batch_size`` images go through each pass together.
     """
     layers = _check_layers(layers)
     if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
@@ -282,27 +341,18 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
         raise LsbenchError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device)
     n, _, h, w = images.shape
-    need_final = "final" in layers
-    stage_idx = [layer for layer in layers if layer != "final"]
+    model = model.to(device)
+    alias = final_stage(model, images[:1].to(device), layers)
     sums = {layer: torch.zeros(h, w, dtype=torch.float64) for layer in layers}
     counts = dict.fromkeys(layers, 0)
-    model = model.to(device)
-    with _eval_mode(model), torch.enable_grad(), _progress(progress) as bar:
+    distinct = [layer for layer in layers if not (alias is not None and layer == "final")]
+    with _eval_mode(model), _frozen(model), torch.enable_grad(), _progress(progress) as bar:
         task = bar.add_task(description, total=n)
         for start in range(0, n, batch_size):
             x = images[start:start + batch_size].to(device).detach().requires_grad_(True)
-            feats: dict[str | int, Tensor] = {}
-            if need_final:
-                feats["final"] = model.forward_features(x)
-            if stage_idx:
-                outs = stage_outputs(model, x)
-                for i in stage_idx:
-                    if not -len(outs) <= i < len(outs):
-                        raise LsbenchError(f"stage {i} requested but {type(model).__name__} has {len(outs)} stages "
-                                           f"(0..{len(outs) - 1})")
-                    feats[i] = outs[i]
-            for k, layer in enumerate(layers):
-                (grad,) = torch.autograd.grad(_centre_score(feats[layer]), x, retain_graph=k < len(layers) - 1,
+            feats = _layer_features(model, x, distinct)
+            for k, layer in enumerate(distinct):
+                (grad,) = torch.autograd.grad(_centre_score(feats[layer]), x, retain_graph=k < len(distinct) - 1,
                                               allow_unused=True)
                 if grad is None:
                     grad = torch.zeros_like(x)
@@ -312,6 +362,8 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
                 counts[layer] += int(ok.sum())
             del feats
             bar.advance(task, x.shape[0])
+    if alias is not None:
+        sums["final"], counts["final"] = sums[alias], counts[alias]
     out = {}
     for layer in layers:
         if counts[layer] == 0:
@@ -322,13 +374,6 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
         raw = (sums[layer] / counts[layer]).numpy()
         out[layer] = normalize_map(raw) if normalize else raw
     return out
-
-
-def erf_map(model: nn.Module, images: Tensor, layer: str | int = "final", progress: bool = True, *,
-            batch_size: int = 1, device: str | torch.device = "cpu", normalize: bool = True) -> np.ndarray:
-    """The ERF map ``(H, W)`` of one layer (``"final"`` or a 0-based stage index); see :func:`erf_maps`."""
-    return erf_maps(model, images, (layer,), batch_size=batch_size, device=device, normalize=normalize,
-                    progress=progress)[layer]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,22 +436,9 @@ def weights_label(checkpoint: str | Path | None) -> tuple[str, str | None]:
 
 
 def _create_model(name: str, checkpoint: str | Path | None) -> nn.Module:
-    try:
-        from zoo import create_model
-    except ImportError:
-        create_model = None
-    if create_model is not None:
-        if checkpoint is None:
-            return create_model(name)
-        return create_model(name, checkpoint=str(checkpoint))
-    import timm
+    from zoo import create_model
 
-    try:
-        return timm.create_model(name, pretrained=False, checkpoint_path=str(checkpoint) if checkpoint else "")
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise LsbenchError(f"unknown model {name!r}") from None
-        raise
+    return create_model(name) if checkpoint is None else create_model(name, checkpoint=str(checkpoint))
 
 
 def erf_analysis(models: Sequence[str], images: Tensor, weights: dict[str, str | Path | None] | None = None,

@@ -123,7 +123,7 @@ class ConvStack(nn.Module):
 @pytest.mark.parametrize("k", [1, 3])
 def test_conv_stack_erf_is_exactly_the_theoretical_field(k):
     images = torch.rand(2, 3, 64, 64)  # positive: every centre feature is positive
-    m = erf.erf_map(ConvStack(k), images, progress=False)
+    m = erf.erf_maps(ConvStack(k), images, progress=False)["final"]
     assert m.shape == (64, 64)
     r = k  # support: rows/cols 32-k .. 32+k
     inside = np.zeros_like(m, dtype=bool)
@@ -147,9 +147,58 @@ def test_conv_stack_stage_maps_grow_by_one_pixel_per_conv():
 def test_batching_does_not_change_the_map():
     images = torch.rand(3, 3, 32, 32)
     model = ConvStack(2)
-    a = erf.erf_map(model, images, progress=False, normalize=False)
-    b = erf.erf_map(model, images, progress=False, normalize=False, batch_size=3)
+    a = erf.erf_maps(model, images, progress=False, normalize=False)["final"]
+    b = erf.erf_maps(model, images, progress=False, normalize=False, batch_size=3)["final"]
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def _reference_maps(model, images, layers):
+    """The method computed the plain way, independently of erf_maps: for every image and every layer its
+    own forward pass (forward_features or forward_stages) and its own backward, parameters left trainable."""
+    model.eval()
+    sums = {layer: torch.zeros(images.shape[-2:], dtype=torch.float64) for layer in layers}
+    for img in images:
+        for layer in layers:
+            x = img[None].clone().requires_grad_(True)
+            feat = model.forward_features(x) if layer == "final" else model.forward_stages(x)[layer]
+            h, w = feat.shape[-2:]
+            torch.nn.functional.relu(feat[:, :, h // 2, w // 2]).sum().backward()
+            sums[layer] += torch.nn.functional.relu(x.grad).sum(1)[0].double()
+    return {layer: erf.normalize_map((sums[layer] / len(images)).numpy()) for layer in layers}
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_shared_forward_gives_the_reference_maps_on_lsnet(batch_size):
+    from zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lsnet_t")
+    images = torch.randn(2, 3, 64, 64)
+    layers = ["final", 0, 1, 2, 3]
+    assert erf.final_stage(model, images[:1], layers) == 3  # LSNet: forward_features is the last stage
+    new = erf.erf_maps(model, images, layers, batch_size=batch_size, progress=False)
+    ref = _reference_maps(model, images, layers)
+    # one image per pass: the same numbers; batched kernels may round float32 sums differently (~1e-7)
+    atol = 1e-9 if batch_size == 1 else 2e-6
+    for layer in layers:
+        np.testing.assert_allclose(new[layer], ref[layer], rtol=1e-6, atol=atol, err_msg=str(layer))
+    assert all(p.requires_grad for p in model.parameters())  # restored after the frozen pass
+
+
+def test_final_map_has_its_own_pass_when_forward_features_is_not_the_last_stage():
+    class Headed(ConvStack):
+        def forward_features(self, x):
+            return self.forward_stages(x)[-1] * 2.0 + 1.0
+
+    model = Headed(2)
+    images = torch.rand(1, 3, 32, 32)
+    assert erf.final_stage(model, images, ["final", 0, 1]) is None
+    assert erf.final_stage(ConvStack(2), images, ["final", 0, 1]) == 1
+    assert erf.final_stage(ConvStack(2), images, ["final", 0]) is None  # last stage not requested
+    new = erf.erf_maps(model, images, ["final", 0, 1], progress=False)
+    ref = _reference_maps(model, images, ["final", 0, 1])
+    for layer in ref:
+        np.testing.assert_allclose(new[layer], ref[layer], rtol=1e-6, atol=1e-9)
 
 
 def test_stage_outputs_fallbacks_and_error():

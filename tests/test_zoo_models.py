@@ -14,7 +14,14 @@ def test_registry_covers_the_benchmarked_models():
                 *(f"efficientvit_m{i}" for i in range(6)),
                 "repvit_m0_9", "repvit_m1_0", "repvit_m1_1", "repvit_m1_5", "repvit_m2_3",
                 "mobilenetv3_small_100", "mobilenetv3_large_100",
-                *(f"fastvit_{v}" for v in ("t8", "t12", "s12", "sa12", "sa24", "sa36", "ma36"))}
+                *(f"fastvit_{v}" for v in ("t8", "t12", "s12", "sa12", "sa24", "sa36", "ma36")),
+                *(f"fasternet_{v}" for v in ("t0", "t1", "t2")),
+                "mobilevit_xxs", "mobilevit_xs", "mobilevit_s",
+                *(f"mobilevitv2_{v}" for v in ("050", "075", "100", "125", "150")),
+                "edgenext_xx_small", "edgenext_x_small", "edgenext_small",
+                *(f"mobilenetv4_conv_{v}" for v in ("small", "medium", "large")),
+                *(f"starnet_s{i}" for i in range(1, 5)), *(f"shvit_s{i}" for i in range(1, 5)),
+                *(f"mobileone_s{i}" for i in range(5))}
     assert set(ALL) == expected
 
 

@@ -3,6 +3,10 @@
 Every model lsbench compares has a :class:`ModelCard` built from ``published.toml`` (cited data, no numbers
 in code). ``create_model`` builds zoo models (LSNet) and timm baselines alike; any other timm name works as
 an ad-hoc model with an empty card. Unknown names fail with one line suggesting close names.
+
+A card whose ``source`` is ``"reported"`` (EdgeViT, AFFNet: no code in timm or the zoo) holds published
+figures only: it is listed with ``list_models(include_reported=True)``, its points are always drawn hollow
+(reported), and ``create_model`` refuses it with one line.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .errors import ZooError
 __all__ = ["Figure", "ModelCard", "list_models", "get_card", "create_model", "reparameterize", "citation",
            "protocol_description", "REPARAM_METHOD", "copy_model"]
 
+SOURCES = ("zoo", "timm", "reported")
 REPARAM_METHOD = "timm.utils.reparameterize_model (fuse()/reparameterize() of each module, eval + no_grad)"
 
 
@@ -39,14 +44,16 @@ class Figure:
     device: str | None = None
     protocol: str | None = None
     note: str | None = None
+    #: read off a plot rather than copied from a table or text: approximate, to the reader's precision
+    from_figure: bool = False
 
 
 @dataclass(frozen=True)
 class ModelCard:
     name: str
     family: str
-    source: str  # "zoo" or "timm"
-    input_size: int
+    source: str  # "zoo", "timm" or "reported" (figures only, no code to build)
+    input_size: int | None  # None only for a reported card whose source gives no input size
     figures: tuple[Figure, ...] = field(default_factory=tuple)
     adhoc: bool = False
     reparam: str = REPARAM_METHOD
@@ -62,6 +69,11 @@ class ModelCard:
         fig = self.figure(metric)
         return None if fig is None else fig.value
 
+    @property
+    def reported_only(self) -> bool:
+        """No code to build: every point of this model is a cited figure."""
+        return self.source == "reported"
+
 
 @functools.cache
 def _data() -> dict:
@@ -72,13 +84,21 @@ def _data() -> dict:
 @functools.cache
 def _cards() -> dict[str, ModelCard]:
     cards = {}
-    for name, entry in _data()["models"].items():
+    data = _data()
+    for name, entry in data["models"].items():
         figures = tuple(Figure(**fig) for fig in entry.get("figures", ()))
-        unknown = {f.cite for f in figures} - set(_data()["citations"])
+        unknown = {f.cite for f in figures} - set(data["citations"])
+        unknown |= {f"protocol {f.protocol}" for f in figures if f.protocol and f.protocol not in data["protocols"]}
         if unknown:
             raise RuntimeError(f"published.toml: {name} cites unknown sources {sorted(unknown)}")
-        cards[name] = ModelCard(name=name, family=entry["family"], source=entry["source"],
-                                input_size=int(entry["input_size"]), figures=figures)
+        source = entry["source"]
+        if source not in SOURCES:
+            raise RuntimeError(f"published.toml: {name} has source {source!r}, not one of {SOURCES}")
+        size = entry.get("input_size")
+        if size is None and source != "reported":
+            raise RuntimeError(f"published.toml: {name} has no input_size")
+        cards[name] = ModelCard(name=name, family=entry["family"], source=source,
+                                input_size=None if size is None else int(size), figures=figures)
     return cards
 
 
@@ -90,9 +110,11 @@ def protocol_description(key: str) -> str:
     return _data()["protocols"][key]
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """Names of the registry's benchmarked models, in registry order."""
-    return [n for n, c in _cards().items() if family is None or c.family.lower() == family.lower()]
+def list_models(family: str | None = None, include_reported: bool = False) -> list[str]:
+    """Names of the registry's models that can be built, in registry order; ``include_reported`` adds the
+    reported-only cards (published figures, no code)."""
+    return [n for n, c in _cards().items() if (family is None or c.family.lower() == family.lower())
+            and (include_reported or not c.reported_only)]
 
 
 @functools.cache
@@ -132,6 +154,9 @@ def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | 
     ``features_only=True`` (timm's feature-map backbone) with a checkpoint: the file is loaded into the whole
     model first (strict, sha256, one-line key diff), then timm builds the backbone from those weights."""
     card = get_card(name)
+    if card.reported_only:
+        raise ZooError(f"{name} is a reported-only card ({card.family} has no code in timm or the zoo): "
+                       "its published figures are data, there is no model to build")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if checkpoint is not None and kwargs.get("features_only"):

@@ -163,7 +163,7 @@ def reported_pareto_frame(device: str = "NVIDIA RTX 3090", metric: str = "throug
     (``"registry"``). Several protocols on the device (e.g. fp32 and fp16 on the H200) need ``protocol``.
     """
     unit, _ = _check_metric(metric)
-    names = zoo.list_models() if models is None else list(models)
+    names = zoo.list_models(include_reported=True) if models is None else list(models)
     found = []
     for name in names:
         card = zoo.get_card(name)
