@@ -217,7 +217,7 @@ def sum_check(totals: pd.DataFrame) -> pd.DataFrame:
 def save_anatomy(run: AnatomyRun, out: str | os.PathLike[str]) -> list[Path]:
     """Write the frames (CSV + Markdown) and the roofline figure (PNG + SVG) into ``out``; returns the paths."""
     from .report.roofline_plot import plot_roofline
-    from .report.summary import render
+    from .report.render import render_frame
 
     out = Path(out)
     try:
@@ -231,7 +231,7 @@ def save_anatomy(run: AnatomyRun, out: str | os.PathLike[str]) -> list[Path]:
     for stem, frame in frames.items():
         for fmt in ("csv", "md"):
             path = out / f"{stem}.{fmt}"
-            path.write_text(render(frame, fmt) + ("\n" if fmt == "md" else ""))
+            path.write_text(render_frame(frame, fmt) + ("\n" if fmt == "md" else ""))
             written.append(path)
     s = run.settings
     title = (f"{s.device}, {s.threads} thread{'s' if s.threads > 1 else ''}, batch {s.batch}, {s.dtype}"

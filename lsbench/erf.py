@@ -20,7 +20,6 @@ independent and batching does not change the map).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -30,9 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor, nn
 
+from zoo.checkpoint import sha256_of
+
 from lsbench.errors import LsbenchError
+from lsbench.progress import progress_bar
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_THRESHOLDS", "SKIMAGE_IMAGES", "IMAGE_EXTENSIONS",
@@ -40,8 +43,8 @@ __all__ = [
     "area_ratios", "weights_label", "erf_analysis", "layer_name",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = IMAGENET_DEFAULT_MEAN
+IMAGENET_STD = IMAGENET_DEFAULT_STD
 DEFAULT_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 
 #: Natural RGB photographs shipped inside scikit-image (no download needed), in the order used.
@@ -252,13 +255,6 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    disable=not enabled, transient=True)
-
-
 def normalize_map(raw: np.ndarray) -> np.ndarray:
     """RepLKNet's normalisation: ``log10(x + 1)`` divided by its max (an all-zero map stays zero)."""
     m = np.log10(np.asarray(raw, dtype=np.float64) + 1.0)
@@ -346,7 +342,7 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
     sums = {layer: torch.zeros(h, w, dtype=torch.float64) for layer in layers}
     counts = dict.fromkeys(layers, 0)
     distinct = [layer for layer in layers if not (alias is not None and layer == "final")]
-    with _eval_mode(model), _frozen(model), torch.enable_grad(), _progress(progress) as bar:
+    with _eval_mode(model), _frozen(model), torch.enable_grad(), progress_bar(progress) as bar:
         task = bar.add_task(description, total=n)
         for start in range(0, n, batch_size):
             x = images[start:start + batch_size].to(device).detach().requires_grad_(True)
@@ -416,14 +412,6 @@ def area_ratios(erf: np.ndarray, thresholds: Sequence[float] = DEFAULT_THRESHOLD
 # analysis of several models
 # --------------------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_label(checkpoint: str | Path | None) -> tuple[str, str | None]:
     """``("random init", None)`` or ``("<path> (sha256 <first 12 hex>)", <full sha256>)``."""
     if checkpoint is None:
@@ -431,7 +419,7 @@ def weights_label(checkpoint: str | Path | None) -> tuple[str, str | None]:
     p = Path(checkpoint)
     if not p.is_file():
         raise LsbenchError(f"checkpoint {p} does not exist")
-    digest = _sha256(p)
+    digest = sha256_of(p)
     return f"{p} (sha256 {digest[:12]})", digest
 
 

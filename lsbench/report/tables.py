@@ -36,15 +36,16 @@ DEFAULT_PUBLISHED_GPU = ("NVIDIA RTX 3090", "lsnet")
 
 # ----------------------------------------------------------------------------------------- registry
 
-def _models(models: Sequence[str] | None) -> list[str]:
-    """Registry order; names outside the registry (ad-hoc timm models) follow in the order given."""
+def _models(models: Sequence[str] | None, include_reported: bool = False) -> list[str]:
+    """Registry order; names outside the registry (ad-hoc timm models) follow in the order given.
+    ``include_reported`` adds the reported-only cards (figures, no code) to the default list."""
     if models is None:
-        return zoo.list_models()
+        return zoo.list_models(include_reported=include_reported)
     if isinstance(models, str):
         models = [models]
     for name in models:
         zoo.get_card(name)  # one-line error with suggestions for unknown names
-    registry = zoo.list_models()
+    registry = zoo.list_models(include_reported=True)
     wanted = list(dict.fromkeys(models))
     return [m for m in registry if m in wanted] + [m for m in wanted if m not in registry]
 
@@ -71,8 +72,12 @@ def _params_columns(name: str, card: zoo.ModelCard, fused_count: Any) -> dict[st
         if head:
             compared = (float(fused_count) - head) / 1e6
             note = f"compared without head_dist ({head / 1e6:.3f} M): published counts one head"
+    others = [f for f in card.figures if f.metric == "params"][1:]
+    notes = [note] if note else []
+    notes += [f"{f.cite} {f.value} M: {flag(compared, f.value)}" for f in others
+              if compared is not None and not within_rounding(compared, f.value)]
     return {"params_fused_M": fused_m, "params_pub_M": pub, "params_cite": cite,
-            "params_ok": flag(compared, pub), "params_note": note}
+            "params_ok": flag(compared, pub), "params_note": "; ".join(notes) or None}
 
 
 def _macs_columns(name: str, card: zoo.ModelCard, gmacs: Any) -> dict[str, Any]:
@@ -331,14 +336,15 @@ def deterministic_table(models: Sequence[str] | None = None, counters: Sequence[
 def reported_figure_table(models: Sequence[str] | None = None) -> pd.DataFrame:
     """Every published figure of every model: the cited data in one table."""
     out = []
-    for name in _models(models):
+    for name in _models(models, include_reported=True):
         card = zoo.get_card(name)
         for fig in card.figures:
             out.append({"model": name, "family": card.family, "metric": fig.metric, "value": fig.value,
                         "unit": fig.unit, "device": fig.device, "protocol": fig.protocol, "note": fig.note,
-                        "cite": fig.cite, "citation": zoo.registry.citation(fig.cite)})
+                        "from_figure": fig.from_figure, "cite": fig.cite,
+                        "citation": zoo.registry.citation(fig.cite)})
     table = pd.DataFrame(out, columns=["model", "family", "metric", "value", "unit", "device", "protocol",
-                                       "note", "cite", "citation"])
+                                       "note", "from_figure", "cite", "citation"])
     protocols = sorted({p for p in table["protocol"].dropna()})
     table.attrs.update(kind="reported", deterministic=True,
                        made_by="lsbench.report.tables.reported_figure_table (zoo/published.toml)",
