@@ -36,7 +36,10 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    report = {"python": platform.python_version(), "machine": platform.machine(), "cores": os.cpu_count(),
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    report = {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu,
+              "cores": os.cpu_count(), "load_average_at_start": os.getloadavg(),
               "runs": args.runs, "checkout": str(REPO), "baseline": str(args.baseline) if args.baseline else None,
               "commands": {}}
     for name, argv in COMMANDS.items():

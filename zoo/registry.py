@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import timm
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from . import lsnet  # noqa: F401  (registers the LSNet factories with timm)
-from .checkpoint import load_checkpoint
 from .errors import ZooError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["Figure", "ModelCard", "list_models", "get_card", "create_model", "reparameterize", "citation",
            "protocol_description", "REPARAM_METHOD", "copy_model"]
@@ -119,7 +118,17 @@ def list_models(family: str | None = None, include_reported: bool = False) -> li
 
 @functools.cache
 def _timm_names() -> frozenset[str]:
-    return frozenset(timm.list_models())
+    return frozenset(_timm().list_models())
+
+
+def _timm():
+    """timm, with LSNet registered in it: imported on the first model built or looked up, not before, so that
+    the cards (and `lsbench list`) need neither torch nor timm."""
+    import timm
+
+    from . import lsnet  # noqa: F401  (registers the LSNet factories with timm)
+
+    return timm
 
 
 def _suggest(name: str) -> str:
@@ -138,7 +147,7 @@ def get_card(name: str) -> ModelCard:
     if name in cards:
         return cards[name]
     if name in _timm_names():
-        cfg = timm.get_pretrained_cfg(name)
+        cfg = _timm().get_pretrained_cfg(name)
         size = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
         return ModelCard(name=name, family="timm", source="timm", input_size=size, adhoc=True)
     raise ZooError(f"unknown model '{name}'{_suggest(name)}")
@@ -169,13 +178,15 @@ def create_model(name: str, checkpoint: str | Path | None = None, sha256: str | 
     model = _timm_model(name, pretrained=False, **kwargs)
     model.lsbench_card = card
     if checkpoint is not None:
+        from .checkpoint import load_checkpoint
+
         model.lsbench_checkpoint = load_checkpoint(model, checkpoint, sha256=sha256, model_name=name)
     return model
 
 
 def _timm_model(name: str, **kwargs) -> nn.Module:
     try:
-        return timm.create_model(name, **kwargs)
+        return _timm().create_model(name, **kwargs)
     except TypeError as exc:
         raise ZooError(f"{name}: bad model arguments ({exc})") from None
 
@@ -204,6 +215,7 @@ def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
 
     Runs in eval mode under no_grad (timm's EfficientViT-M fails to fuse after a forward with grad).
     """
+    import torch
     from timm.utils import reparameterize_model
 
     was_training = model.training
