@@ -163,3 +163,17 @@ def test_energy_per_image_is_an_x_axis(tmp_path):
     assert frontier["top1"].is_monotonic_increasing  # along lower energy -> more energy, top-1 must rise
     paths = plot_pareto(points, "energy_per_image", "NVIDIA H200", None, tmp_path / "energy")
     assert "Energy per image" in paths[1].read_text(encoding="utf-8")
+
+
+def test_pareto_command_resolves_cpu_to_the_cpu_that_ran(tmp_path):
+    from typer.testing import CliRunner
+
+    from lsbench.cli import app
+
+    store = ResultsStore(tmp_path / "results")
+    store.append([Record(model=m, metric="latency", value=v, unit="ms", settings=CPU,
+                         fingerprint={"cpu_model": "Test CPU 9000"}) for m, v in {"lsnet_t": 9.0, "lsnet_b": 25.0}.items()])
+    result = CliRunner().invoke(app, ["pareto", "--results", str(tmp_path / "results"), "--device", "cpu",
+                                      "--out", str(tmp_path / "figs")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "figs" / "pareto_latency_test_cpu_9000.png").is_file()

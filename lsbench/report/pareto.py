@@ -335,7 +335,7 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
     styles = _styles(families)
 
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "lsbench", "font.size": 10}):
-        fig = Figure(figsize=(8, 5.6), layout="constrained")
+        fig = Figure(figsize=(9.6, 5.8), layout="constrained")
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         frontier = pareto_frontier(points, "x", "top1", x_better=better)
@@ -391,7 +391,8 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
         if "measured" in sources and len(sources) > 1:
             handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=7,
                                   label="filled: measured here"))
-        legend = ax.legend(handles=handles, loc="lower right" if better == "lower" else "lower left",
+        # outside the axes: with a dozen families a legend inside always covers some point or label
+        legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
                            fontsize=8.5, framealpha=0.9)
         caption = textwrap.fill(_caption(everything, source, points.attrs.get("measured")), width=140)
         fig.supxlabel(caption, fontsize=7.5, color="0.3", x=0.01, ha="left", multialignment="left")
@@ -454,4 +455,5 @@ def pareto_figure(frame: pd.DataFrame | None, device: str, out: str | Path, metr
                 raise LsbenchError(f"--overlay: no published {metric} on {points.attrs['device']} "
                                    f"to overlay") from None
     source = "reported" if frame is None else "measured"
-    return plot_pareto(points, metric, device, None, writable_dir(out), source=source, overlay=extra, models=models)
+    where = device if frame is None else points.attrs["device"]  # "cpu" resolved to the CPU that ran it
+    return plot_pareto(points, metric, where, None, writable_dir(out), source=source, overlay=extra, models=models)
