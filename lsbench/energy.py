@@ -14,19 +14,9 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .env import nvml
+
 __all__ = ["EnergyWindow"]
-
-
-def _nvml():
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return None
-    return pynvml
 
 
 @dataclass
@@ -68,7 +58,7 @@ class EnergyWindow:
                 "power_w": None if power is None else power / 1000.0}
 
     def __enter__(self) -> "EnergyWindow":
-        self._nv = _nvml()
+        self._nv = nvml()
         if self._nv is None:
             self.note = "NVML not available"
             return self

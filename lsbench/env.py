@@ -236,6 +236,19 @@ def decode_clock_reasons(mask: int) -> list[str]:
     return names
 
 
+def nvml():
+    """The initialised ``pynvml`` module, or None when NVML cannot be used (no package, no driver)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    return pynvml
+
+
 def gpu_telemetry(index: int = 0) -> dict[str, Any] | None:
     """Clocks, temperature, power and throttle reasons of GPU `index` (NVML numbering).
 
@@ -244,13 +257,8 @@ def gpu_telemetry(index: int = 0) -> dict[str, Any] | None:
     which matches CUDA's unless CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER reorders them: the
     recorded name lets a reader check.
     """
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
+    pynvml = nvml()
+    if pynvml is None:
         return None
     try:
         try:

@@ -386,11 +386,7 @@ class ResultsStore:
         kernel even when the holder is killed; the file (kept, never unlinked: unlinking a lock file
         races with its waiters) holds the pid of the current holder."""
         name = job_key if _SAFE_KEY.fullmatch(job_key) else hashlib.sha1(job_key.encode()).hexdigest()[:16]
-        path = self._lock_path(f"{name}.lock")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise self._write_error(exc, path) from None
+        fd = self._open_lock(f"{name}.lock")
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -404,16 +400,19 @@ class ResultsStore:
         finally:
             os.close(fd)
 
+    def _open_lock(self, name: str) -> int:
+        path = self._lock_path(name)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._write_error(exc, path) from None
+
     @contextlib.contextmanager
     def measuring(self) -> Iterator[bool]:
         """Mark this process as measuring on this store for the block; yields whether another
         process was already measuring (a shared flock on `.locks/measuring` per measuring process;
         an exclusive non-blocking probe succeeds only when nobody else holds it)."""
-        path = self._lock_path(MEASURING_LOCK)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise self._write_error(exc, path) from None
+        fd = self._open_lock(MEASURING_LOCK)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
