@@ -65,4 +65,5 @@ def test_cuda_without_cuda_exits_2(tmp_path):
 
 
 def test_runtime_device_is_refused(tmp_path):
-    _one_line_error(_run("anatomy", "lsnet_t", "--device", "onnxruntime", "--out", str(tmp_path)), "cpu or cuda")
+    _one_line_error(_run("anatomy", "lsnet_t", "--device", "onnxruntime", "--out", str(tmp_path)),
+                    "unknown device 'onnxruntime'; expected one of cpu, cuda")

@@ -210,7 +210,7 @@ def test_paper_table_renders_provenance_and_flags(results, tmp_path):
 
 def test_reported_figure_table():
     table = reported_figure_table()
-    assert len(table) == sum(len(zoo.get_card(m).figures) for m in zoo.list_models())
+    assert len(table) == sum(len(zoo.get_card(m).figures) for m in zoo.list_models(include_reported=True))
     row = table[(table["model"] == "lsnet_t") & (table["metric"] == "throughput")
                 & (table["device"] == "NVIDIA RTX 3090")].iloc[0]
     assert row["value"] == 14708 and row["protocol"] == "lsnet" and row["citation"].startswith("Wang et al., LSNet")
