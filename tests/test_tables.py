@@ -215,3 +215,16 @@ def test_reported_figure_table():
                 & (table["device"] == "NVIDIA RTX 3090")].iloc[0]
     assert row["value"] == 14708 and row["protocol"] == "lsnet" and row["citation"].startswith("Wang et al., LSNet")
     assert table["citation"].notna().all()
+
+
+def test_paper_table_shows_the_peak_memory_of_the_same_job(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.append([_rec("lsnet_t", "latency", 12.5, "ms", "2025-03-01T00:00:00+00:00", CPU, CPU_FP, job_key="j1"),
+                  _rec("lsnet_t", "peak_memory", 3 * 2**20, "B", "2025-03-01T00:00:00+00:00", CPU, CPU_FP,
+                       job_key="j1"),
+                  # another job's peak (say a batch-64 run) is never shown beside this latency
+                  _rec("lsnet_t", "peak_memory", 99 * 2**20, "B", "2025-03-02T00:00:00+00:00", CPU, CPU_FP,
+                       job_key="j2")])
+    t = paper_table(store.frame(), models=["lsnet_t"]).set_index("model")
+    assert t.at["lsnet_t", "cpu_ms"] == 12.5 and t.at["lsnet_t", "cpu_peak_MiB"] == 3.0
+    assert math.isnan(t.at["lsnet_t", "gpu_peak_MiB"])

@@ -160,7 +160,7 @@ PAPER_COLUMNS = [
     "params_fused_M", "params_pub_M", "params_cite", "params_ok", "gmacs_fvcore", "macs_pub_G", "macs_cite",
     "macs_ok", "macs_note", "gpu_img_s", "gpu_device", "gpu_protocol", "gpu_pub_img_s", "gpu_pub_device", "gpu_pub_protocol",
     "gpu_pub_cite",
-    "cpu_ms", "cpu_threads", "cpu_batch", "cpu_model",
+    "cpu_ms", "cpu_peak_MiB", "cpu_threads", "cpu_batch", "cpu_model", "gpu_peak_MiB",
     "mobile_ms", "mobile_runtime", "mobile_threads", "mobile_pub_ms", "mobile_pub_device",
     "params_note",
 ]
@@ -175,6 +175,15 @@ def _protocol_label(info: Mapping[str, Any]) -> str | None:
              s.get("settings_dtype"), "amp" if s.get("settings_amp") else None,
              "fused" if s.get("settings_fused") else ("unfused" if s.get("settings_fused") is False else None)]
     return ", ".join(p for p in parts if p) or None
+
+
+def _peak_mib(rows: pd.DataFrame, job: Any, model: str) -> float | None:
+    """The peak memory (MiB) recorded by the same profile job as a latency shown in the table."""
+    if job is None:
+        return None
+    peak = query.metric_rows(rows, "peak_memory")
+    peak = query.where(peak, (query.col(peak, "job_key") == job) & (peak["model"] == model))
+    return None if peak.empty else float(query.newest(peak)["value"].iloc[0]) / 2**20
 
 
 def paper_table(frame: pd.DataFrame | None, models: Sequence[str] | None = None, gpu: Any = None,
@@ -232,7 +241,9 @@ def paper_table(frame: pd.DataFrame | None, models: Sequence[str] | None = None,
         fig = _gpu_figure(card, pub_device, pub_protocol)
         row.update(gpu_pub_img_s=fig.value if fig else None, gpu_pub_device=fig.device if fig else None,
                    gpu_pub_protocol=fig.protocol if fig else None, gpu_pub_cite=fig.cite if fig else None)
+        row["gpu_peak_MiB"] = _peak_mib(rows, value_of(gpu_rows, name, "job_key"), name)
         value = value_of(cpu_rows, name)
+        row["cpu_peak_MiB"] = _peak_mib(rows, value_of(cpu_rows, name, "job_key"), name)
         row.update(cpu_ms=value, cpu_threads=value_of(cpu_rows, name, "settings_threads"),
                    cpu_batch=value_of(cpu_rows, name, "settings_batch"),
                    cpu_model=cpu_info.get("hardware") if value is not None else None)
@@ -265,7 +276,7 @@ def paper_table(frame: pd.DataFrame | None, models: Sequence[str] | None = None,
     return table
 
 
-_FLOATS = ("top1", "params_M", "params_fused_M", "params_pub_M", "gmacs_fvcore", "gmacs_ptflops", "gmacs_torch",
+_FLOATS = ("cpu_peak_MiB", "gpu_peak_MiB", "top1", "params_M", "params_fused_M", "params_pub_M", "gmacs_fvcore", "gmacs_ptflops", "gmacs_torch",
            "macs_pub_G", "gpu_img_s", "gpu_pub_img_s", "cpu_ms", "mobile_ms", "mobile_pub_ms")
 
 
