@@ -8,13 +8,18 @@
 #                                             timed; resuming from reports/gpu/incoming/results.jsonl if present
 #   bash benchmarks/gpu_session.sh A --dry-run   the same steps on the CPU at toy sizes, with Triton's
 #                                             interpreter for the kernels (run it here before spending GPU time)
-# Device tool call: run(command="bash benchmarks/gpu_session.sh A", carry=[".official", ".whl"]).
+# Device tool call: run(command="bash benchmarks/gpu_session.sh A", carry=[".official", ".whl", ".erf_images"]).
 # Needs beside the checkout (git-ignored, travel through `carry`):
 #   .official/  THU-MIG/lsnet (model/, utils.py, COMMIT); the script stops at once when it is missing
 #   .whl/       wheels of the pure-Python packages the GPU image lacks (fvcore, ptflops and their deps), made with
 #               pip download --no-deps -d .whl fvcore==0.1.5.post20221221 ptflops==0.7.5 yacs termcolor \
 #                   tabulate iopath portalocker && pip wheel --no-deps -w .whl .whl/*.tar.gz && rm .whl/*.tar.gz
-#               installed with --no-index --no-deps into a scratch folder on PYTHONPATH (nothing else changes)
+#               installed with --no-index --no-deps into a scratch folder on PYTHONPATH (nothing else changes);
+#               matplotlib and its compiled deps for figures: pip download --only-binary=:all: --python-version 3.12
+#                   --platform manylinux2014_x86_64 --no-deps -d .whl matplotlib kiwisolver contourpy fonttools cycler
+#                   pyparsing
+#   .erf_images/ the 9 scikit-image photos the ERF uses by default, as PNG (scikit-image is not on the GPU image):
+#               made with `python benchmarks/make_erf_images.py .erf_images`
 # Part B resumes: copy the results.jsonl that came back to reports/gpu/incoming/results.jsonl and rerun B.
 # Output under $OUT (at most 8 files, one folder down): session.log, env.txt, cuda_tests.xml, ska_gpu.json,
 # official.json, results/results.jsonl (part B: tables/ from `lsbench table`). CLI options relied on: profile
@@ -41,7 +46,7 @@ FAILED=()
     echo "error: the official THU-MIG/lsnet code is missing at $ROOT/.official (carry it: carry=[\".official\"])" \
         | tee -a "$LOG" >&2; exit 3; }
 DEPS="$(mktemp -d)"
-if ! "$PY" -c "import fvcore, ptflops" 2>/dev/null; then
+if ! "$PY" -c "import fvcore, ptflops, matplotlib, tabulate" 2>/dev/null; then
     ls .whl/*.whl >/dev/null 2>&1 || { echo "error: fvcore/ptflops missing and no wheels in .whl/" | tee -a "$LOG" >&2; exit 3; }
     "$PY" -m pip install -q --no-index --no-deps --target "$DEPS" .whl/*.whl >>"$LOG" 2>&1
 fi
@@ -95,8 +100,8 @@ else
         "${ANATOMY[@]}" --out "$OUT/results" --format md
     # the user's second command, timed by the step's log stamps (issue 8 item 6); the table is in the log
     if [ -n "$DRY" ]; then ERF=(--num-images 2 --size 64 --no-stages); else ERF=(); fi
-    step erf 70 "$PY" -m lsbench.cli erf lsnet_b --device "$DEVICE" "${ERF[@]}" --out "$(mktemp -d)" \
-        --format md
+    step erf 70 "$PY" -m lsbench.cli erf lsnet_b --device "$DEVICE" --images .erf_images "${ERF[@]}" \
+        --out "$(mktemp -d)" --format md
 fi
 rm -rf "$DEPS"
 [ ${#FAILED[@]} = 0 ] || { say "part $PART done, FAILED steps: ${FAILED[*]}"; exit 1; }

@@ -40,7 +40,7 @@ from lsbench.progress import progress_bar
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_THRESHOLDS", "SKIMAGE_IMAGES", "IMAGE_EXTENSIONS",
     "load_images", "stage_outputs", "erf_maps", "final_stage", "normalize_map", "high_contribution_square",
-    "area_ratios", "weights_label", "erf_analysis", "layer_name",
+    "area_ratios", "weights_label", "erf_analysis", "layer_name", "skimage_image",
 ]
 
 IMAGENET_MEAN = IMAGENET_DEFAULT_MEAN
@@ -61,7 +61,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 # images
 # --------------------------------------------------------------------------------------------------
 
-def _skimage_image(name: str) -> np.ndarray:
+def skimage_image(name: str) -> np.ndarray:
     import skimage.data
 
     if name in ("motorcycle_left", "motorcycle_right"):
@@ -134,7 +134,7 @@ def load_images(directory: str | Path | None = None, num_images: int | None = 50
     sources: list[Tensor] = []
     if directory is None:
         names = SKIMAGE_IMAGES if num_images is None else SKIMAGE_IMAGES[:num_images]
-        sources = [_to_tensor(_skimage_image(n)) for n in names]
+        sources = [_to_tensor(skimage_image(n)) for n in names]
     else:
         root = Path(directory)
         if not root.is_dir():
