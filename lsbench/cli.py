@@ -127,12 +127,13 @@ def profile(
     counters: str = typer.Option("fvcore,ptflops,torch", help="FLOP counters to run"),
     out: Path = typer.Option(Path("results"), help="results directory (results.jsonl is appended)"),
     fmt: str = typer.Option("table", "--format", help=f"summary format: {FORMAT_HELP}"),
+    wide: bool = typer.Option(False, "--wide", help="every summary column in the table (csv/json always have them)"),
 ) -> None:
     """Measure params, FLOPs and latency; every finished round is stored at once, reruns resume."""
     from .errors import LsbenchError
     from .options import check_format, split_models
     from .profile import job_key, preflight, profile_sweep, validate_job
-    from .report.summary import profile_summary
+    from .report.summary import compact_summary, profile_summary
     from .results import ResultsStore
     from .settings import RUNTIMES, resolve_settings
 
@@ -158,6 +159,8 @@ def profile(
     _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep)
     _warn_store(store)
     summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))
+    if fmt in ("table", "md") and not wide:
+        summary = compact_summary(summary)
     where = settings.device if settings.runtime == "eager" else f"{settings.device} through {settings.runtime}"
     title = (f"{where}, preset {settings.preset}, batch {settings.batch}, {settings.dtype}, "
              f"threads {settings.threads}; results in {store.path}")

@@ -181,3 +181,16 @@ def test_profile_records_peak_memory_and_weight_bytes(tmp_path):
     # one forward at 96 px holds at least its logits and the stem's output (16 x 48 x 48 fp32)
     assert frame.at["peak_memory", "value"] >= 16 * 48 * 48 * 4
     assert row["peak_memory_MiB"] == pytest.approx(frame.at["peak_memory", "value"] / 2**20, abs=1e-4)  # json rounds
+
+
+def test_profile_summary_is_compact_unless_wide(tmp_path):
+    args = ["profile", "--models", "mobilenetv3_small_100", "--quick", "--counters", "fvcore,torch",
+            "--resolution", "96", "--out", str(tmp_path), "--format", "md"]
+    compact = _run(*args)
+    assert compact.exit_code == 0, compact.output
+    header = compact.stdout.splitlines()[0]
+    assert "latency ms (median ± IQR)" in header and "GMACs (fvcore)" in header and "gmacs_torch" not in header
+    wide = _run(*args, "--wide")
+    assert "gmacs_torch" in wide.stdout.splitlines()[0] and "latency_cv_pct" in wide.stdout.splitlines()[0]
+    full = json.loads(_run(*args[:-1], "json").stdout)[0]
+    assert {"gmacs_fvcore", "gmacs_torch", "latency_iqr_ms", "latency_n"} <= set(full)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from lsbench import query
 
-__all__ = ["profile_summary"]
+__all__ = ["profile_summary", "compact_summary"]
 
 
 def _pick(frame: pd.DataFrame, metric: str, counter: str | None = None) -> pd.DataFrame:
@@ -45,3 +45,24 @@ def profile_summary(frame: pd.DataFrame, models: Sequence[str] | None = None,
         out["batch"] = latency.get("settings_batch")
         out["threads"] = latency.get("settings_threads")
     return out.dropna(axis=1, how="all").reset_index()
+
+
+def compact_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """What a person reads first: model, fused params, GMACs (fvcore when counted, else the first counter),
+    latency as median ± IQR, throughput and peak memory. The full frame stays for csv/json and ``--wide``."""
+    out = pd.DataFrame({"model": summary["model"]})
+    if "params_fused" in summary:
+        out["params (fused)"] = summary["params_fused"]
+    gmacs = [c for c in summary.columns if c.startswith("gmacs_")]
+    if gmacs:
+        column = "gmacs_fvcore" if "gmacs_fvcore" in gmacs else gmacs[0]
+        out[f"GMACs ({column.removeprefix('gmacs_')})"] = summary[column].round(4)
+    if "latency_ms" in summary:
+        iqr = summary["latency_iqr_ms"] if "latency_iqr_ms" in summary else None
+        out["latency ms (median ± IQR)"] = [
+            f"{m:.2f} ± {q:.2f}" if iqr is not None and pd.notna(q) else f"{m:.2f}"
+            for m, q in zip(summary["latency_ms"], iqr if iqr is not None else [None] * len(summary))]
+        out["img/s"] = summary["throughput_img_s"].round(1)
+    if "peak_memory_MiB" in summary:
+        out["peak MiB"] = summary["peak_memory_MiB"].round(1)
+    return out
