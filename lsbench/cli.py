@@ -301,11 +301,13 @@ def table(results: Path = typer.Option(Path("results"), "--results", help="resul
     if store is not None:
         _warn_store(store)
     if check_stale:
-        stale = [p for stem, (frame, cmd) in outputs.items() for p in stale_files(frame, out, stem, command=cmd)]
+        stale = [p for stem, (frame, cmd, renderer) in outputs.items()
+                 for p in stale_files(frame, out, stem, command=cmd, renderer=renderer)]
         for path in stale:
             err_console.print(f"stale: {path} (regenerate with `lsbench table --deterministic`)", markup=False)
         raise typer.Exit(1 if stale else 0)
-    written = [p for stem, (frame, cmd) in outputs.items() for p in write_table(frame, out, stem, command=cmd)]
+    written = [p for stem, (frame, cmd, renderer) in outputs.items()
+               for p in write_table(frame, out, stem, command=cmd, renderer=renderer)]
     made = next(iter(outputs.values()))[0]
     _print_frame(made, fmt, title=f"written: {', '.join(str(p) for p in written)}")
     if check:

@@ -228,3 +228,22 @@ def test_paper_table_shows_the_peak_memory_of_the_same_job(tmp_path):
     t = paper_table(store.frame(), models=["lsnet_t"]).set_index("model")
     assert t.at["lsnet_t", "cpu_ms"] == 12.5 and t.at["lsnet_t", "cpu_peak_MiB"] == 3.0
     assert math.isnan(t.at["lsnet_t", "gpu_peak_MiB"])
+
+
+def test_paper_view_reads_like_a_paper_table(results):
+    from lsbench.report.tables import paper_view, render_paper
+
+    table = paper_table(results, models=["lsnet_t", "lsnet_b", "repvit_m0_9"])
+    view = paper_view(table)
+    tiers = list(view.loc[view["_tier"] == True, "Model"])  # noqa: E712
+    assert tiers == ["FLOPs < 0.4 G", "0.4 G ≤ FLOPs < 1.0 G", "FLOPs ≥ 1.0 G"]
+    rows = view[view["_tier"] != True].set_index("Model")  # noqa: E712
+    assert rows.at["repvit_m0_9", "Params (M)"] == "5.5†"  # measured 5.49 does not round to the published 5.1
+    assert "† repvit_m0_9 params: 5.49 vs 5.1" in view.attrs["footnotes"]
+    assert rows.at["lsnet_b", "Params (M)"] == "23.2*"  # nothing measured: the published figure, marked
+    gpu = [c for c in view.columns if c.startswith("Throughput")][0]
+    assert gpu == "Throughput, NVIDIA H200 (img/s)" and rows.at["lsnet_t", gpu] == "15,000"
+    md = render_paper(table, "md")
+    assert "**FLOPs < 0.4 G**" in md and "* published figure" in md
+    assert render_paper(table, "csv").splitlines()[0].startswith("model,family,top1")  # the wide frame
+    assert "\\multicolumn{7}{l}{\\textit{FLOPs < 0.4 G}}" in render_paper(table, "tex")

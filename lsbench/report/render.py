@@ -86,7 +86,7 @@ def _numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
-def _header_lines(table: pd.DataFrame, command: str | None) -> list[str]:
+def header_lines(table: pd.DataFrame, command: str | None) -> list[str]:
     attrs = table.attrs
     lines = []
     made_by = attrs.get("made_by", "lsbench.report.tables")
@@ -99,7 +99,7 @@ def _header_lines(table: pd.DataFrame, command: str | None) -> list[str]:
     return lines
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
             OK: r"\checkmark{}", MISMATCH: r"$\times$", "×": r"$\times$", "–": "--", "—": "---"}
@@ -115,7 +115,7 @@ def render_table(table: pd.DataFrame, fmt: str, command: str | None = None) -> s
                 rounded[column] = rounded[column].round(_CSV_DECIMALS)
         return rounded.to_csv(index=False, lineterminator="\n")
     shown = _display(table)
-    header = _header_lines(table, command)
+    header = header_lines(table, command)
     if fmt == "md":
         align = ["right" if _numeric(table[c]) else "left" for c in table.columns]
         shown = shown.map(lambda v: v.replace("|", "\\|"))
@@ -127,10 +127,10 @@ def render_table(table: pd.DataFrame, fmt: str, command: str | None = None) -> s
         lines.append("% needs \\usepackage{booktabs} and \\usepackage{amssymb} (\\checkmark)")
         lines.append(f"\\begin{{tabular}}{{{spec}}}")
         lines.append("\\toprule")
-        lines.append(" & ".join(_latex_escape(str(c)) for c in table.columns) + " \\\\")
+        lines.append(" & ".join(latex_escape(str(c)) for c in table.columns) + " \\\\")
         lines.append("\\midrule")
         for _, row in shown.iterrows():
-            lines.append(" & ".join(_latex_escape(v) for v in row) + " \\\\")
+            lines.append(" & ".join(latex_escape(v) for v in row) + " \\\\")
         lines.append("\\bottomrule")
         lines.append("\\end{tabular}")
         return "\n".join(lines) + "\n"
@@ -144,9 +144,11 @@ def _paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
     return {fmt: out / f"{stem}.{fmt}" for fmt in TABLE_FORMATS}
 
 
-def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str, command: str | None = None) -> list[Path]:
+def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str, command: str | None = None,
+                renderer=None) -> list[Path]:
     """Write ``{stem}.md``, ``{stem}.csv`` and ``{stem}.tex`` into ``out_dir``; returns the paths.
 
+    ``renderer(table, fmt, command)`` replaces :func:`render_table` (the paper table prints a paper's view).
     ``command`` (e.g. the CLI line that made the table) goes into the md/tex header; the header carries the
     table's provenance (``table.attrs``) and never a generation timestamp, so regenerating from the same
     inputs gives the same bytes.
@@ -155,13 +157,14 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str, command: st
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for fmt, path in paths.items():
-            path.write_bytes(render_table(table, fmt, command).encode("utf-8"))
+            path.write_bytes((renderer or render_table)(table, fmt, command).encode("utf-8"))
     except OSError as exc:
         raise LsbenchError(f"cannot write table to {out_dir}: {exc.strerror or exc}") from None
     return list(paths.values())
 
 
-def stale_files(table: pd.DataFrame, out_dir: str | Path, stem: str, command: str | None = None) -> list[Path]:
+def stale_files(table: pd.DataFrame, out_dir: str | Path, stem: str, command: str | None = None,
+                renderer=None) -> list[Path]:
     """The files of ``{stem}.md/.csv/.tex`` in ``out_dir`` that are missing or differ from a fresh rendering."""
     stale = []
     for fmt, path in _paths(out_dir, stem).items():
@@ -170,6 +173,6 @@ def stale_files(table: pd.DataFrame, out_dir: str | Path, stem: str, command: st
         except OSError:
             stale.append(path)
             continue
-        if current != render_table(table, fmt, command).encode("utf-8"):
+        if current != (renderer or render_table)(table, fmt, command).encode("utf-8"):
             stale.append(path)
     return stale

@@ -27,7 +27,7 @@ from lsbench.settings import EAGER
 
 from .flags import flag, within_rounding
 
-__all__ = ["paper_table", "deterministic_table", "reported_figure_table", "table_outputs", "PAPER_COLUMNS",
+__all__ = ["paper_table", "deterministic_table", "reported_figure_table", "table_outputs", "paper_view", "render_paper", "PAPER_COLUMNS",
            "DETERMINISTIC_COLUMNS"]
 
 #: the published GPU figure compared with when nothing measured says otherwise: the LSNet paper's
@@ -365,13 +365,112 @@ def reported_figure_table(models: Sequence[str] | None = None) -> pd.DataFrame:
 
 def table_outputs(models: Sequence[str] | None = None, frame: pd.DataFrame | None = None, *, gpu: Any = None,
                   cpu: Any = None, mobile: Any = None, results_label: str = "results"
-                  ) -> dict[str, tuple[pd.DataFrame, str]]:
-    """The tables ``lsbench table`` writes, by file stem, each with the command that regenerates it:
+                  ) -> dict[str, tuple[pd.DataFrame, str, Any]]:
+    """The tables ``lsbench table`` writes, by file stem, each with the command that regenerates it (and, for
+    the paper table, its renderer):
     without a results ``frame`` the deterministic pair (computed here, what CI keeps fresh), with one the
     paper table."""
     if frame is None:
         command = "lsbench table --deterministic"
-        return {"deterministic": (deterministic_table(models), command),
-                "published_figures": (reported_figure_table(models), command)}
+        return {"deterministic": (deterministic_table(models), command, None),
+                "published_figures": (reported_figure_table(models), command, None)}
     return {"paper": (paper_table(frame, models, gpu=gpu, cpu=cpu, mobile=mobile),
-                      f"lsbench table --results {results_label}")}
+                      f"lsbench table --results {results_label}", render_paper)}
+
+
+#: FLOPs tiers of the paper view, as the LSNet and EfficientViT papers group their comparisons (GMACs)
+FLOPS_TIERS = ((0.4, "FLOPs < 0.4 G"), (1.0, "0.4 G ≤ FLOPs < 1.0 G"), (float("inf"), "FLOPs ≥ 1.0 G"))
+
+
+def _shown(value: Any, digits: int) -> str:
+    return "" if is_missing(value) else f"{float(value):,.{digits}f}"
+
+
+def paper_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper table as a paper prints it: Model | Top-1 | Params | FLOPs | GPU throughput | CPU latency |
+    mobile-runtime latency, grouped by FLOPs tier, one row a model; measured figures, falling back to the
+    published one (marked *) where nothing was measured, and a † where a measurement does not round to the
+    published figure, each explained in ``attrs["footnotes"]``. The wide frame stays in the CSV."""
+    measured = table.attrs.get("measured", {})
+    gpu = (measured.get("gpu") or {}).get("hardware") or table.attrs.get("published_gpu", ("GPU",))[0]
+    cpu = (measured.get("cpu") or {}).get("hardware") or "CPU"
+    runtime = (measured.get("mobile") or {}).get("runtime") or "mobile runtime"
+    columns = ["Model", "Top-1 (%)", "Params (M)", "FLOPs (G)", f"Throughput, {gpu} (img/s)",
+               f"Latency, {cpu} (ms)", f"Latency, {runtime} (ms)"]
+    notes: list[str] = []
+
+    def cell(value: Any, published: Any, digits: int, flag_text: Any = None, what: str = "") -> str:
+        if is_missing(value):
+            if is_missing(published):
+                return ""
+            mark = "*"
+            if "* published figure (cited in the CSV), not measured here" not in notes:
+                notes.append("* published figure (cited in the CSV), not measured here")
+            return _shown(published, digits) + mark
+        text = _shown(value, digits)
+        if isinstance(flag_text, str) and flag_text.startswith("✗"):
+            notes.append(f"† {what}: {flag_text.removeprefix('✗ ')}")
+            text += "†"
+        return text
+
+    rows: list[dict[str, Any]] = []
+    tiers: dict[str, list[dict[str, Any]]] = {label: [] for _, label in FLOPS_TIERS}
+    for _, r in table.iterrows():
+        gmacs = r["gmacs_fvcore"] if not is_missing(r["gmacs_fvcore"]) else r["macs_pub_G"]
+        label = next((lab for bound, lab in FLOPS_TIERS if not is_missing(gmacs) and float(gmacs) < bound),
+                     "FLOPs not known")
+        tiers.setdefault(label, []).append({
+            "Model": r["model"],
+            "Top-1 (%)": _shown(r["top1"], 1),
+            "Params (M)": cell(r["params_fused_M"], r["params_pub_M"], 1, r["params_ok"], f"{r['model']} params"),
+            "FLOPs (G)": cell(r["gmacs_fvcore"], r["macs_pub_G"], 2, r["macs_ok"], f"{r['model']} FLOPs"),
+            columns[4]: cell(r["gpu_img_s"], r["gpu_pub_img_s"], 0),
+            columns[5]: cell(r["cpu_ms"], None, 2),
+            columns[6]: cell(r["mobile_ms"], None, 2),
+        })
+    for label, members in tiers.items():
+        if members:
+            rows.append({"Model": label, **{c: "" for c in columns[1:]}, "_tier": True})
+            rows.extend(members)
+    view = pd.DataFrame(rows, columns=[*columns, "_tier"])
+    view.attrs.update(table.attrs, footnotes=notes)
+    return view
+
+
+def _view_md(view: pd.DataFrame, header: Sequence[str]) -> str:
+    shown = view.drop(columns="_tier").copy()
+    shown.loc[view["_tier"].fillna(False).astype(bool), "Model"] = [
+        f"**{m}**" for m in shown.loc[view["_tier"].fillna(False).astype(bool), "Model"]]
+    body = shown.to_markdown(index=False, disable_numparse=True,
+                             colalign=["left"] + ["right"] * (shown.shape[1] - 1))
+    notes = view.attrs.get("footnotes", [])
+    return "  \n".join(header) + "\n\n" + body + "\n" + ("\n" + "  \n".join(notes) + "\n" if notes else "")
+
+
+def _view_tex(view: pd.DataFrame, header: Sequence[str]) -> str:
+    from .render import latex_escape
+
+    columns = [c for c in view.columns if c != "_tier"]
+    lines = [f"% {line}" for line in header]
+    lines += ["% needs \\usepackage{booktabs}", f"\\begin{{tabular}}{{l{'r' * (len(columns) - 1)}}}", "\\toprule",
+              " & ".join(latex_escape(c) for c in columns) + " \\\\"]
+    for _, row in view.iterrows():
+        if row["_tier"] is True:
+            lines += ["\\midrule", f"\\multicolumn{{{len(columns)}}}{{l}}{{\\textit{{{latex_escape(row['Model'])}}}}} \\\\"]
+            continue
+        lines.append(" & ".join(latex_escape(str(row[c])).replace("†", "$^\\dagger$").replace("*", "$^*$")
+                                for c in columns) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += [f"% {note}" for note in view.attrs.get("footnotes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def render_paper(table: pd.DataFrame, fmt: str, command: str | None = None) -> str:
+    """``paper.md`` / ``paper.tex`` as a paper's table (:func:`paper_view`), ``paper.csv`` the wide frame."""
+    from .render import header_lines, render_table
+
+    if fmt == "csv":
+        return render_table(table, "csv", command)
+    view = paper_view(table)
+    header = header_lines(table, command)
+    return _view_md(view, header) if fmt == "md" else _view_tex(view, header)
