@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The prepared device run for a session lent an H100/H200 (issue 8), in two parts that each end within 8 min:
+# The prepared device run for a session lent an H100/H200 (issue 8), in three parts that each end within 8 min
+# (A about 455 s, B at most 450 s, C at most 240 s of step limits: A and B fit one 15-minute lease with the
+# starts; C, and B's remainder, wait for the next lease if the first runs short):
 #   bash benchmarks/gpu_session.sh A          CUDA tests, SKA kernels vs the official Triton kernel, the user's
 #                                             command, our LSNet vs the official model (official weights in ours)
 #   bash benchmarks/gpu_session.sh B          registry sweep under the `lsnet_short` preset (the lsnet recipe with
-#                                             2 s + 4 s windows: 40 models x 15 s of `lsnet` windows would not fit
-#                                             8 minutes), the CUDA cost anatomy, `lsbench erf lsnet_b --device cuda`
-#                                             timed; resuming from reports/gpu/incoming/results.jsonl if present
+#                                             2 s + 4 s windows: 56 models x 15 s of `lsnet` windows would not fit
+#                                             8 minutes), the models of the published GPU figures first;
+#                                             resuming from reports/gpu/incoming/results.jsonl if present
+#   bash benchmarks/gpu_session.sh C          the cost anatomy on CUDA (issue 12) and `lsbench erf lsnet_b` timed
 #   bash benchmarks/gpu_session.sh A --dry-run   the same steps on the CPU at toy sizes, with Triton's
 #                                             interpreter for the kernels (run it here before spending GPU time)
 # Device tool call: run(command="bash benchmarks/gpu_session.sh A", carry=[".official", ".whl", ".erf_images"]).
@@ -27,7 +30,7 @@
 # --out --format --quick (dry run), table --results --out.
 set -uo pipefail
 PART="${1:-}"; DRY="${2:-}"
-case "$PART" in A|B) ;; *) echo "usage: bash benchmarks/gpu_session.sh A|B [--dry-run]" >&2; exit 2;; esac
+case "$PART" in A|B|C) ;; *) echo "usage: bash benchmarks/gpu_session.sh A|B|C [--dry-run]" >&2; exit 2;; esac
 [ -z "$DRY" ] || [ "$DRY" = "--dry-run" ] || { echo "unknown option $DRY" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"; cd "$ROOT"
 OUT="${OUT:-$ROOT/gpu_out}"; mkdir -p "$OUT/results"
@@ -42,6 +45,9 @@ step() {  # step NAME TIMEOUT_S CMD...: runs, logs, never aborts the session; re
     say "== $name rc=$rc"; [ "$rc" = 0 ] || FAILED+=("$name:$rc"); return 0
 }
 FAILED=()
+# the models of the published GPU figures (LSNet's comparison and the team's H200 anchors), swept first in B
+PRIORITY=lsnet_t,lsnet_s,lsnet_b,efficientvit_m3,efficientvit_m4,efficientvit_m5,repvit_m0_9,repvit_m1_1,repvit_m1_5,\
+fastvit_t8,fastvit_t12,fastvit_s12,mobilenetv3_large_100,fasternet_t0,fasternet_t1,fasternet_t2
 [ -f .official/model/lsnet.py ] && [ -f .official/model/ska.py ] && [ -f .official/utils.py ] || {
     echo "error: the official THU-MIG/lsnet code is missing at $ROOT/.official (carry it: carry=[\".official\"])" \
         | tee -a "$LOG" >&2; exit 3; }
@@ -86,21 +92,24 @@ if [ "$PART" = A ]; then
     else   # lsnet_short windows (2 s + 4 s): 3 models x 3 dtypes x 2 implementations
         step official 165 "$PY" benchmarks/gpu_official.py --official .official --out "$OUT/official.json"
     fi
-else
+elif [ "$PART" = B ]; then
     [ -f reports/gpu/incoming/results.jsonl ] && cp reports/gpu/incoming/results.jsonl "$OUT/results/results.jsonl"
     # `lsnet_short` protocol (fp32, batch 2048, fused, 2 s + 4 s); every finished round is stored at once, so
-    # the timeout only cuts the sweep short and a rerun of part B with the returned file resumes it
-    step registry_sweep 300 "$PY" -m lsbench.cli profile --models all --device "$DEVICE" "${PRESET[@]}" \
+    # the timeout only cuts the sweep short and a rerun of part B with the returned file resumes it. The models
+    # with published GPU figures come first (the Pareto figure needs them), then the rest of the registry.
+    if [ -n "$DRY" ]; then MODELS=lsnet_t,repvit_m0_9,efficientvit_m0; else MODELS="$PRIORITY,all"; fi
+    step registry_sweep 420 "$PY" -m lsbench.cli profile --models "$MODELS" --device "$DEVICE" "${PRESET[@]}" \
         "${QUICK[@]}" --metrics latency --out "$OUT/results" --format md
     step table 30 "$PY" -m lsbench.cli table --results "$OUT/results" --out "$OUT/tables"
-    # the cost anatomy on CUDA (issue 12): its CUDA tests, then per-part time on CUDA events, GEMM/HBM ceilings,
-    # peak memory and NVML J/img; records land in the same results store
+else  # part C: the cost anatomy and the user's second command
+    # the cost anatomy on CUDA (issue 12): per-part time on CUDA events, GEMM/HBM ceilings, peak memory and
+    # NVML J/img; its records land in the results store that comes back
     if [ -n "$DRY" ]; then ANATOMY=(--warmup 2 --repeats 3 --rounds 2 --resolution 64); else ANATOMY=(--batch 256); fi
-    step anatomy 80 "$PY" -m lsbench.cli anatomy lsnet_t lsnet_b repvit_m0_9 efficientvit_m4 --device "$DEVICE" \
+    step anatomy 120 "$PY" -m lsbench.cli anatomy lsnet_t lsnet_b repvit_m0_9 efficientvit_m4 --device "$DEVICE" \
         "${ANATOMY[@]}" --out "$OUT/results" --format md
     # the user's second command, timed by the step's log stamps (issue 8 item 6); the table is in the log
     if [ -n "$DRY" ]; then ERF=(--num-images 2 --size 64 --no-stages); else ERF=(); fi
-    step erf 70 "$PY" -m lsbench.cli erf lsnet_b --device "$DEVICE" --images .erf_images "${ERF[@]}" \
+    step erf 120 "$PY" -m lsbench.cli erf lsnet_b --device "$DEVICE" --images .erf_images "${ERF[@]}" \
         --out "$(mktemp -d)" --format md
 fi
 rm -rf "$DEPS"
