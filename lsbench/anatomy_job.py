@@ -1,6 +1,6 @@
 """The anatomy job: several models dissected in one run beside the machine's roofline ceilings, stored as
 records and written as tidy frames and figures. ``lsbench anatomy`` is a thin wrapper over
-:func:`run_anatomy` and :func:`save_anatomy`.
+:func:`run_anatomy` (its files: :func:`lsbench.report.anatomy_files.save_anatomy`).
 
 Each model is built and prepared exactly as ``lsbench profile`` times it (:func:`lsbench.profile.prepare`:
 fused, on the device, in the settings' dtype and layout), labelled on its as-built form, then measured by
@@ -14,7 +14,6 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,18 +21,18 @@ import torch
 
 import zoo
 
-from .anatomy import BYTES_METHOD, HOOKS_METHOD, Dissection, by_part, by_stage, dissect
+from .anatomy import BYTES_METHOD, HOOKS_METHOD, Dissection, dissect
 from .energy import EnergyWindow
 from .env import fingerprint
 from .errors import LsbenchError
 from .options import require_device
 from .profile import prepare
 from .results import Record, ResultsStore
-from .roofline import Ceiling, best_of, ceilings_frame, measure_ceilings
+from .roofline import Ceiling, best_of, measure_ceilings
 from .settings import ProfileSettings
 from .timing import time_cuda
 
-__all__ = ["AnatomyRun", "anatomy_settings", "run_anatomy", "anatomy_key", "anatomy_records", "totals_frame", "save_anatomy",
+__all__ = ["AnatomyRun", "anatomy_settings", "run_anatomy", "anatomy_key", "anatomy_records", "totals_frame",
            "sum_check", "ENERGY_SECONDS"]
 
 WARMUP, REPEATS, ROUNDS = 10, 20, 12
@@ -212,29 +211,3 @@ def sum_check(totals: pd.DataFrame) -> pd.DataFrame:
     cols = ["model", "latency_ms", "parts_sum_ms", "sum_over_latency", "within_tolerance", "hooked_ms",
             "latency_median_ms", "weight_bytes", "peak_bytes", "j_per_img", "power_avg_w"]
     return totals[[c for c in cols if c in totals.columns]]
-
-
-def save_anatomy(run: AnatomyRun, out: str | os.PathLike[str]) -> list[Path]:
-    """Write the frames (CSV + Markdown) and the roofline figure (PNG + SVG) into ``out``; returns the paths."""
-    from .report.roofline_plot import plot_roofline
-    from .report.render import render_frame
-
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LsbenchError(f"cannot write to {out}: {exc.strerror}") from None
-    parts = run.parts
-    frames = {"anatomy_parts": parts, "anatomy_by_part": by_part(parts), "anatomy_by_stage": by_stage(parts),
-              "anatomy_totals": run.totals, "roofline_ceilings": ceilings_frame(run.ceilings)}
-    written = []
-    for stem, frame in frames.items():
-        for fmt in ("csv", "md"):
-            path = out / f"{stem}.{fmt}"
-            path.write_text(render_frame(frame, fmt) + ("\n" if fmt == "md" else ""))
-            written.append(path)
-    s = run.settings
-    title = (f"{s.device}, {s.threads} thread{'s' if s.threads > 1 else ''}, batch {s.batch}, {s.dtype}"
-             if s.device == "cpu" else f"{s.device}, batch {s.batch}, {s.dtype}")
-    written += plot_roofline(by_part(parts), run.ceilings, out / f"roofline_{s.device}", title=title)
-    return written

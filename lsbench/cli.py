@@ -390,7 +390,8 @@ def anatomy(models: list[str] = typer.Argument(..., help="one or more model name
             fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
     """Why a backbone is fast or slow: per-part latency, MACs, bytes, intensity, on a measured roofline."""
     from .anatomy import by_part
-    from .anatomy_job import anatomy_settings, run_anatomy, save_anatomy, sum_check
+    from .anatomy_job import anatomy_settings, run_anatomy, sum_check
+    from .report.anatomy_files import save_anatomy
     from .counting import check_counters
     from .options import check_format, split_models
     from .results import ResultsStore

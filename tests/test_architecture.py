@@ -112,6 +112,11 @@ def test_no_import_circles():
     ("lsbench.query", {"lsbench.report", "lsbench.profile", "lsbench.cli"}),
     ("lsbench.results", {"lsbench.report", "lsbench.profile", "lsbench.cli"}),
     ("lsbench.profile", {"lsbench.report", "lsbench.cli"}),
+    ("lsbench.anatomy_job", {"lsbench.report", "lsbench.cli"}),
+    ("lsbench.erf", {"lsbench.report", "lsbench.cli"}),
+    ("lsbench.evaluate", {"lsbench.report", "lsbench.cli"}),
+    ("lsbench.export", {"lsbench.report", "lsbench.cli", "lsbench.mobile"}),
+    ("lsbench.mobile", {"lsbench.report", "lsbench.cli", "lsbench.export"}),
     ("lsbench.runtimes", {"lsbench.export", "lsbench.mobile", "lsbench.report", "lsbench.cli"}),
     ("lsbench.report", {"lsbench.cli"}),
 ])

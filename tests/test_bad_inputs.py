@@ -36,7 +36,6 @@ def env(tmp_path_factory):
 
 
 def _cases():
-    R = "{root}"
     return [
         # profile
         (["profile", "--models", "lsnet_tt"], "did you mean lsnet_t"),

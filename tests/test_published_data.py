@@ -6,7 +6,6 @@ from importlib import resources
 
 import pytest
 
-import zoo
 from zoo import ZooError, create_model, get_card, list_models
 
 DATA = tomllib.loads(resources.files("zoo").joinpath("published.toml").read_text())
