@@ -36,7 +36,7 @@ from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
-__all__ = ["PreparedModel", "prepare", "count_records", "profile_sweep", "job_key", "validate_job",
+__all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
            "check_host", "check_memory", "preflight", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
@@ -188,7 +188,7 @@ def _windows(settings: ProfileSettings) -> dict:
                 measure_s=settings.measure_s)
 
 
-def _time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
+def time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
     """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras."""
     x = prepared.example
 
@@ -231,7 +231,7 @@ def _eager_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -
     def one_round() -> tuple[list[float], dict]:
         before = gpu_telemetry() if settings.device == "cuda" else None
         prepared = prepare(name, settings, checkpoint)
-        samples, extra = _time_prepared(prepared, settings)
+        samples, extra = time_prepared(prepared, settings)
         extra.update(form=prepared.form, resolution=prepared.resolution)
         if settings.device == "cuda":
             extra.update(gpu_before=before, gpu_after=gpu_telemetry())
