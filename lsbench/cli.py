@@ -423,9 +423,10 @@ def compare(models: list[str] = typer.Argument(..., help="two or more model name
             device: str = typer.Option("cpu", help="cpu | cuda"),
             precision: float = typer.Option(0.02, help="stop when every ratio's 95 % CI is within ±this (0.02 = ±2 %)"),
             max_time: float = typer.Option(120.0, "--max-time", help="stop after about this many seconds"),
-            min_rounds: int = typer.Option(3, "--min-rounds", help="rounds always run before the stopping rule"),
+            min_rounds: int = typer.Option(5, "--min-rounds", help="rounds always run before the stopping rule"),
+            preset: Optional[str] = typer.Option(None, help="timing windows (default: cpu on the CPU, lsnet_short on CUDA)"),
             threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
-            batch: Optional[int] = typer.Option(None, help="batch size (default: the device preset's)"),
+            batch: Optional[int] = typer.Option(None, help="batch size (default: the preset's)"),
             resolution: Optional[int] = typer.Option(None, help="input side (default: each model's native size)"),
             warmup: Optional[int] = typer.Option(None, help="warm-up iterations before each round"),
             repeats: Optional[int] = typer.Option(None, help="timed iterations per model and round"),
@@ -445,7 +446,8 @@ def compare(models: list[str] = typer.Argument(..., help="two or more model name
     require_device(device)
     check_resolution(resolution)
     check_positive(min_rounds, "--min-rounds")
-    settings = resolve_settings(device, batch=batch, resolution=resolution, threads=threads, warmup=warmup,
+    preset = preset or ("lsnet_short" if device == "cuda" else "cpu")
+    settings = resolve_settings(device, preset, batch=batch, resolution=resolution, threads=threads, warmup=warmup,
                                 repeats=repeats)
     store = ResultsStore.open_for_writing(out) if out is not None else None
     result = compare_models(names, settings, precision=precision, max_time_s=max_time, min_rounds=min_rounds,
