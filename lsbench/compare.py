@@ -202,7 +202,8 @@ def compare_models(names: Sequence[str], settings: ProfileSettings, precision: f
     def time_round(name: str) -> list[float]:
         prepared = prepare(name, settings)  # a fresh build every round
         samples, extra = time_prepared(prepared, settings)
-        extras[name].append(extra)
+        extras[name].append({**extra, "form": prepared.form, "resolution": prepared.resolution,
+                             "batch": settings.batch})
         return samples
 
     result = run_rounds(names, time_round, precision, max_time_s, min_rounds, seed=seed, on_round=on_round)

@@ -160,6 +160,9 @@ def test_compare_two_small_models_through_the_cli(tmp_path):
     assert rows["efficientvit_m0"]["rounds"] == ratio.extra["rounds"]
     assert latency["efficientvit_m0"].stats["n"] == 8 * ratio.extra["rounds"]
     assert ratio.settings["resolution"] == 64 and ratio.settings["threads"] == 1
+    assert ratio.settings["rounds"] == ratio.extra["rounds"]  # the rounds that ran
+    assert latency["efficientvit_m0"].extra["form"]["fused"] is True
+    assert latency["efficientvit_m0"].extra["threads_effective"]["threads"] == 1
 
 
 def test_profile_ends_with_a_verdict_line(tmp_path):
