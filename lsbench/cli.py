@@ -422,7 +422,8 @@ def _print_verdicts(lines: list[str], fmt: str) -> None:
 def compare(models: list[str] = typer.Argument(..., help="two or more model names; ratios are to the first"),
             device: str = typer.Option("cpu", help="cpu | cuda"),
             precision: float = typer.Option(0.02, help="stop when every ratio's 95 % CI is within ±this (0.02 = ±2 %)"),
-            max_time: float = typer.Option(120.0, "--max-time", help="stop after about this many seconds"),
+            max_time: float = typer.Option(120.0, "--max-time", help="stop before a round would end past this many seconds "
+                                                                        "(the --min-rounds always run)"),
             min_rounds: int = typer.Option(5, "--min-rounds", help="rounds always run before the stopping rule"),
             preset: Optional[str] = typer.Option(None, help="timing windows (default: cpu on the CPU, lsnet_short on CUDA)"),
             threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
@@ -454,7 +455,8 @@ def compare(models: list[str] = typer.Argument(..., help="two or more model name
                             store=store, on_round=lambda r, cis: err_console.print(
                                 f"round {r}: widest CI ±{max(c.half_width for c in cis.values()) * 100:.1f} %"
                                 if r > 1 else "round 1 timed", markup=False, highlight=False))
-    how = (f"reached ±{precision * 100:g} %" if result.stopped_by == "precision" else "stopped at the time limit")
+    how = {"precision": f"reached ±{precision * 100:g} %", "time limit": "stopped at the time limit"}.get(
+        result.stopped_by, result.stopped_by)
     _print_frame(comparison_frame(result), fmt, title=f"latency ratio to {names[0]} {result.context}; {how} "
                                                       f"after {result.rounds} rounds, {result.elapsed_s:.0f} s")
     _print_verdicts(comparison_verdicts(result), fmt)

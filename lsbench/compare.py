@@ -29,11 +29,11 @@ from .timing import summarize
 
 __all__ = ["RatioCI", "Comparison", "ratio_ci", "should_stop", "run_rounds", "compare_models", "verdict_line",
            "verdict_from_rounds", "comparison_verdicts", "comparison_records",
-           "comparison_frame", "RATIO_METRIC", "PRECISION", "TIME_LIMIT", "MIN_ROUNDS"]
+           "comparison_frame", "RATIO_METRIC", "PRECISION", "TIME_LIMIT", "INTERRUPTED", "MIN_ROUNDS"]
 
 RATIO_METRIC = "latency_ratio"
 #: why a comparison stopped
-PRECISION, TIME_LIMIT = "precision", "time limit"
+PRECISION, TIME_LIMIT, INTERRUPTED = "precision", "time limit", "interrupted"
 # The percentile bootstrap over few rounds covers too rarely: on synthetic paired rounds (10 % round drift,
 # known ratio) its 95 % CI held the true ratio in 80 % of runs at 3 rounds, 92 % at 5, 94.5 % at 8.
 MIN_ROUNDS = 5
@@ -150,8 +150,15 @@ def run_rounds(names: Sequence[str], time_round: Callable[[str], list[float]], p
     r = 0
     while True:
         shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(list(time_round(name)))
+        try:
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(list(time_round(name)))
+        except KeyboardInterrupt:  # Ctrl-C: the finished rounds still give a verdict (the cut round is dropped)
+            if r < 2:
+                raise
+            samples = {n: s[:r] for n, s in samples.items()}
+            return Comparison(names, samples, _all_cis(names, samples, confidence, n_boot, seed), INTERRUPTED,
+                              clock() - start, precision)
         r += 1
         now = clock()
         cis = _all_cis(names, samples, confidence, n_boot, seed)
@@ -270,7 +277,8 @@ def verdict_line(baseline: str, model: str, ci: RatioCI, precision: float, conte
     if ci.half_width <= precision:
         return (f"{baseline} vs {model}: no difference detected at ±{precision * 100:g} % "
                 f"(ratio {ci.ratio:.3f} [{ci.low:.3f}, {ci.high:.3f}]) {context}")
-    why = {TIME_LIMIT: "stopped at the time limit", None: f"after {ci.rounds} rounds"}.get(stopped_by, stopped_by)
+    why = {TIME_LIMIT: "stopped at the time limit", INTERRUPTED: f"interrupted after {ci.rounds} rounds",
+           None: f"after {ci.rounds} rounds"}.get(stopped_by, stopped_by)
     return (f"undecided: {baseline} vs {model}, ratio {ci.ratio:.3f} (CI [{ci.low:.3f}, {ci.high:.3f}], "
             f"±{ci.half_width * 100:.1f} %) {context}; {why}")
 

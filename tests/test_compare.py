@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lsbench.cli import app
-from lsbench.compare import (MIN_ROUNDS, PRECISION, TIME_LIMIT, RatioCI, ratio_ci, run_rounds, should_stop,
+from lsbench.compare import (INTERRUPTED, MIN_ROUNDS, PRECISION, TIME_LIMIT, RatioCI, ratio_ci, run_rounds, should_stop,
                              verdict_from_rounds, verdict_line)
 from lsbench.profile import ROUND_METRIC
 from lsbench.results import ResultsStore
@@ -121,6 +121,24 @@ def test_wide_stream_hits_the_time_limit():
     assert result.elapsed_s <= 10.0 and result.rounds > MIN_ROUNDS
     assert seen == list(range(1, result.rounds + 1))
     assert result.cis["b"].half_width > 0.005
+
+
+def test_interrupt_keeps_the_finished_rounds():
+    machine = _SimulatedMachine({"a": 0.01, "b": 0.02}, noise=0.02, drift=0.01)
+    calls = []
+
+    def time_round(name):
+        calls.append(name)
+        if len(calls) == 7:  # Ctrl-C inside round 4
+            raise KeyboardInterrupt
+        return machine.time_round(name)
+
+    result = run_rounds(["a", "b"], time_round, precision=0.001, max_time_s=100.0, clock=machine.clock)
+    assert result.stopped_by == INTERRUPTED and result.rounds == 3
+    assert all(len(s) == 3 for s in result.samples.values())
+    assert "interrupted after 3 rounds" in verdict_line("a", "b", RatioCI(1.0, 0.9, 1.1, 3), 0.01, "", INTERRUPTED)
+    with pytest.raises(KeyboardInterrupt):  # nothing finished to report yet
+        run_rounds(["a", "b"], lambda n: (_ for _ in ()).throw(KeyboardInterrupt), 0.01, 100.0)
 
 
 def test_verdict_sentences():
