@@ -165,6 +165,10 @@ def profile(
     title = (f"{where}, preset {settings.preset}, batch {settings.batch}, {settings.dtype}, "
              f"threads {settings.threads}; results in {store.path}")
     _print_frame(summary, fmt, title=title)
+    if "latency" in metric_list:
+        from .compare import verdict_from_rounds
+
+        _print_verdicts(verdict_from_rounds(store.records(), names, job_key(settings, metric_list, counter_list)), fmt)
 
 
 def _run_sweep(names, settings, store, metrics, counters, sweep) -> None:
@@ -407,6 +411,61 @@ def anatomy(models: list[str] = typer.Argument(..., help="one or more model name
     _print_frame(by_part(run.parts), fmt, title="time, MACs and bytes per part")
     _print_frame(sum_check(run.totals), fmt, title=f"parts' sum vs latency measured the normal way; "
                                         f"{len(written)} files and results.jsonl in {out}")
+
+
+# --- compare (issue 13): one block, parsing only; the work is lsbench.compare ---------------------------
+def _print_verdicts(lines: list[str], fmt: str) -> None:
+    """Verdict lines after a frame: on stdout beside a table or Markdown, on stderr when stdout is csv/json."""
+    for line in lines:
+        if fmt in ("table", "md"):
+            typer.echo(line)
+        else:
+            err_console.print(line, markup=False, highlight=False)
+
+
+@app.command()
+@_user_errors
+def compare(models: list[str] = typer.Argument(..., help="two or more model names; ratios are to the first"),
+            device: str = typer.Option("cpu", help="cpu | cuda"),
+            precision: float = typer.Option(0.02, help="stop when every ratio's 95 % CI is within ±this (0.02 = ±2 %)"),
+            max_time: float = typer.Option(120.0, "--max-time", help="stop before a round would end past this many seconds "
+                                                                        "(the --min-rounds always run)"),
+            min_rounds: int = typer.Option(5, "--min-rounds", help="rounds always run before the stopping rule"),
+            preset: Optional[str] = typer.Option(None, help="timing windows (default: cpu on the CPU, lsnet_short on CUDA)"),
+            threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
+            batch: Optional[int] = typer.Option(None, help="batch size (default: the preset's)"),
+            resolution: Optional[int] = typer.Option(None, help="input side (default: each model's native size)"),
+            warmup: Optional[int] = typer.Option(None, help="warm-up iterations before each round"),
+            repeats: Optional[int] = typer.Option(None, help="timed iterations per model and round"),
+            out: Optional[Path] = typer.Option(None, "--out", help="results directory to store latencies and ratios"),
+            fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
+    """Is A faster than B? Paired interleaved rounds on fresh builds until each ratio's CI is tight enough."""
+    from .compare import comparison_frame, comparison_verdicts, compare_models
+    from .errors import LsbenchError
+    from .options import check_format, check_positive, check_resolution, require_device, split_models
+    from .results import ResultsStore
+    from .settings import resolve_settings
+
+    check_format(fmt)
+    names = split_models(models)
+    if len(names) < 2:
+        raise LsbenchError(f"compare needs at least 2 different models, got {', '.join(names)}")
+    require_device(device)
+    check_resolution(resolution)
+    check_positive(min_rounds, "--min-rounds")
+    preset = preset or ("lsnet_short" if device == "cuda" else "cpu")
+    settings = resolve_settings(device, preset, batch=batch, resolution=resolution, threads=threads, warmup=warmup,
+                                repeats=repeats)
+    store = ResultsStore.open_for_writing(out) if out is not None else None
+    result = compare_models(names, settings, precision=precision, max_time_s=max_time, min_rounds=min_rounds,
+                            store=store, on_round=lambda r, cis: err_console.print(
+                                f"round {r}: widest CI ±{max(c.half_width for c in cis.values()) * 100:.1f} %"
+                                if r > 1 else "round 1 timed", markup=False, highlight=False))
+    how = {"precision": f"reached ±{precision * 100:g} %", "time limit": "stopped at the time limit"}.get(
+        result.stopped_by, result.stopped_by)
+    _print_frame(comparison_frame(result), fmt, title=f"latency ratio to {names[0]} {result.context}; {how} "
+                                                      f"after {result.rounds} rounds, {result.elapsed_s:.0f} s")
+    _print_verdicts(comparison_verdicts(result), fmt)
 
 
 results_app = typer.Typer(no_args_is_help=True, help="Inspect a results store.")

@@ -36,8 +36,8 @@ from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
-__all__ = ["PreparedModel", "prepare", "count_records", "profile_sweep", "job_key", "validate_job",
-           "check_host", "check_memory", "preflight", "METRICS", "ROUND_METRIC"]
+__all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
+           "check_host", "check_memory", "preflight", "job_rounds", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
 #: one finished timing round of one model (its samples in ``extra["samples_s"]``)
@@ -188,7 +188,7 @@ def _windows(settings: ProfileSettings) -> dict:
                 measure_s=settings.measure_s)
 
 
-def _time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
+def time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
     """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras."""
     x = prepared.example
 
@@ -231,7 +231,7 @@ def _eager_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -
     def one_round() -> tuple[list[float], dict]:
         before = gpu_telemetry() if settings.device == "cuda" else None
         prepared = prepare(name, settings, checkpoint)
-        samples, extra = _time_prepared(prepared, settings)
+        samples, extra = time_prepared(prepared, settings)
         extra.update(form=prepared.form, resolution=prepared.resolution)
         if settings.device == "cuda":
             extra.update(gpu_before=before, gpu_after=gpu_telemetry())
@@ -336,8 +336,13 @@ def _fingerprint(settings: ProfileSettings) -> dict:
 
 def _stored_rounds(store: ResultsStore, names: Sequence[str], key: str) -> dict[str, dict[int, Record]]:
     """The rounds already stored for each pending model of this job (the first record of a round wins)."""
+    return job_rounds(store.records(), names, key)
+
+
+def job_rounds(records: Iterable[Record], names: Sequence[str], key: str) -> dict[str, dict[int, Record]]:
+    """model -> round index -> the ``latency_round`` record of job ``key`` (the first of a round wins)."""
     rounds: dict[str, dict[int, Record]] = {n: {} for n in names}
-    for r in store.records():
+    for r in records:
         if r.metric == ROUND_METRIC and r.job_key == key and r.model in rounds:
             index = r.extra.get("round")
             if isinstance(index, int) and isinstance(r.extra.get("samples_s"), list):
