@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,8 +86,9 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, Te
         actual = sha256_of(path)
         if actual.lower() != sha256.lower():
             raise ZooError(f"{path}: sha256 mismatch (expected {sha256}, got {actual})")
+    obj = read_checkpoint(path)  # its errors name the path already
     try:
-        return checkpoint_filter_fn(read_checkpoint(path), None)
+        return checkpoint_filter_fn(obj, None)
     except ZooError as exc:
         raise ZooError(f"{path}: {exc}") from None
 
@@ -122,10 +122,10 @@ def refusal_reason(exc: Exception) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     advice = ("weights_only", "weights only load failed", "please file an issue", "check the documentation")
     useful = [ln for ln in lines if not any(a in ln.lower() for a in advice)]
-    reason = useful[0] if useful else type(exc).__name__
-    if isinstance(exc, pickle.UnpicklingError) or "unpickl" in type(exc).__name__.lower():
-        return f"not a PyTorch checkpoint or a corrupt one: {reason}"
-    return f"{type(exc).__name__}: {reason}"
+    reason = useful[0] if useful else "no message"
+    # random bytes, truncated zips and foreign pickles surface as many exception types (UnpicklingError,
+    # IndexError, EOFError, RuntimeError, ...): all mean the same to the user
+    return f"not a PyTorch checkpoint or a corrupt one: {type(exc).__name__}: {reason}"
 
 
 def diff_keys(model_sd: Mapping[str, Tensor], ckpt: Mapping[str, Tensor]) -> tuple[list, list, list]:
