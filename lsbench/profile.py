@@ -12,6 +12,7 @@ Nothing here prints, saves figures or plots; callbacks tell a caller what is hap
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import statistics
@@ -33,7 +34,7 @@ from .memory import PEAK_METHODS, CudaPeak, RssPeak, cpu_peak_memory, weight_byt
 from .options import check_pin_cores, check_threads, require_device
 from .resources import check_fits
 from .results import Record, ResultsStore
-from .settings import EAGER, RUNTIMES, ProfileSettings
+from .settings import EAGER, RUNTIMES, ProfileSettings, torch_dtype
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
@@ -44,7 +45,6 @@ METRICS = ("params", "flops", "latency")
 ROUND_METRIC = "latency_round"
 #: this process: rounds pooled from several runs (a resumed sweep) say so
 RUN_ID = uuid.uuid4().hex[:12]
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _WEIGHTS = "random init (seed 0)"
 
 
@@ -74,9 +74,12 @@ def check_host(settings: ProfileSettings) -> None:
         check_pin_cores(settings.pin_cores)
 
 
+@functools.lru_cache(maxsize=256)
 def check_memory(name: str, settings: ProfileSettings) -> None:
     """Refuse, before anything is allocated, a model whose input, activations and weights at this batch
-    and resolution cannot fit the device (a lower bound from one meta-device forward)."""
+    and resolution cannot fit the device (a lower bound from one meta-device forward). A model that fits is
+    remembered for the process: the CLI's preflight and the sweep's own check then build it on the meta
+    device once (a refusal raises, and is never remembered)."""
     with torch.device("meta"):
         model = zoo.create_model(name, **({"features_only": True} if settings.features_only else {})).eval()
     res = _resolution(name, settings)
@@ -116,7 +119,7 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
     model = model.to(memory_format=memory_format)
     x = x.contiguous(memory_format=memory_format)
     if settings.dtype != "fp32" and not settings.amp:
-        model, x = model.to(_DTYPES[settings.dtype]), x.to(_DTYPES[settings.dtype])
+        model, x = model.to(torch_dtype(settings.dtype)), x.to(torch_dtype(settings.dtype))
     runner: Callable[[Tensor], Tensor] = model
     if settings.jit_trace:
         with torch.no_grad(), _autocast(settings):
@@ -134,7 +137,7 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
 def _autocast(settings: ProfileSettings):
     if not settings.amp:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=settings.device, dtype=_DTYPES[settings.dtype])
+    return torch.autocast(device_type=settings.device, dtype=torch_dtype(settings.dtype))
 
 
 @contextlib.contextmanager

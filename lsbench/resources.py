@@ -34,10 +34,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lsbench.errors import LsbenchError
-from lsbench.settings import RUNTIMES
+from lsbench.settings import RUNTIMES, torch_dtype
 
 GIB = 1 << 30
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,7 @@ def gib(n: float) -> str:
 
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise LsbenchError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return dtype if isinstance(dtype, torch.dtype) else torch_dtype(dtype)
 
 
 def _nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:

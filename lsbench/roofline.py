@@ -23,13 +23,13 @@ import pandas as pd
 import torch
 
 from .errors import LsbenchError
+from .settings import torch_dtype
 from .timing import cpu_threads
 
 __all__ = ["Ceiling", "measure_ceilings", "best_of", "attainable", "ridge_point", "ceilings_frame", "cache_size",
            "COMPUTE", "MEMORY"]
 
 COMPUTE, MEMORY = "compute", "memory"
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,10 @@ def _best(fn, device: str, repeats: int, calls: int) -> tuple[float, float]:
 
 def _gemm(n: int, device: str, dtype: str, repeats: int) -> Ceiling:
     gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device=device, dtype=_DTYPES[dtype])
-    b = torch.randn(n, n, generator=gen).to(device=device, dtype=_DTYPES[dtype])
-    c = torch.empty(n, n, device=device, dtype=_DTYPES[dtype])
+    dt = torch_dtype(dtype)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dt)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dt)
+    c = torch.empty(n, n, device=device, dtype=dt)
     flops = 2 * n ** 3
     calls = 1 if device == "cpu" else 10
     fastest, median = _best(lambda: torch.mm(a, b, out=c), device, repeats, calls)
@@ -141,8 +142,7 @@ def measure_ceilings(device: str = "cpu", threads: int = 1, dtype: str = "fp32",
     """
     if device not in ("cpu", "cuda"):
         raise LsbenchError(f"roofline ceilings are measured on cpu or cuda, not {device!r}")
-    if dtype not in _DTYPES:
-        raise LsbenchError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
+    torch_dtype(dtype)  # a one-line error for an unknown name, before anything is measured
     if device == "cuda" and not torch.cuda.is_available():
         raise LsbenchError("device cuda requested but CUDA is not available on this machine")
     if repeats < 1:

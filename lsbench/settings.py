@@ -21,6 +21,15 @@ EAGER = "eager"
 # Each runtime's artifact format (lsbench.runtimes owns the formats' files and sessions).
 RUNTIMES = {"onnxruntime": "onnx", "executorch": "pte", "litert": "tflite"}
 DTYPES = ("fp32", "fp16", "bf16")
+
+
+def torch_dtype(name: str):
+    """The torch dtype of a settings dtype name ("fp32", "fp16", "bf16"); a one-line error for any other."""
+    import torch
+
+    if name not in DTYPES:
+        raise LsbenchError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    return getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[name])
 MIN_RESOLUTION = 32
 
 # Fields that label a settings value without changing what is measured: left out of key().

@@ -4,29 +4,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
+from cli_helpers import assert_one_line_error, run_cli
 from lsbench.anatomy_job import anatomy_key, anatomy_settings
-from lsbench.cli import app
 from lsbench.results import ResultsStore
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
 
 
 @pytest.mark.slow
 def test_anatomy_run_writes_frames_figures_and_records(tmp_path):
-    result = _run("anatomy", "lsnet_t", "--resolution", "128", "--warmup", "1", "--repeats", "2", "--rounds", "2",
+    result = run_cli("anatomy", "lsnet_t", "--resolution", "128", "--warmup", "1", "--repeats", "2", "--rounds", "2",
                   "--out", str(tmp_path), "--format", "csv")
     assert result.exit_code == 0, result.output
     for stem in ("anatomy_parts", "anatomy_by_part", "anatomy_by_stage", "anatomy_totals", "roofline_ceilings"):
@@ -48,22 +34,22 @@ def test_anatomy_run_writes_frames_figures_and_records(tmp_path):
 
 
 def test_unknown_model_exits_2():
-    _one_line_error(_run("anatomy", "lsnet_xl"), "unknown model")
+    assert_one_line_error(run_cli("anatomy", "lsnet_xl"), "unknown model")
 
 
 def test_bad_counter_exits_2(tmp_path):
-    _one_line_error(_run("anatomy", "lsnet_t", "--counter", "nope", "--out", str(tmp_path)), "unknown counter")
+    assert_one_line_error(run_cli("anatomy", "lsnet_t", "--counter", "nope", "--out", str(tmp_path)), "unknown counter")
 
 
 def test_bad_batch_exits_2(tmp_path):
-    _one_line_error(_run("anatomy", "lsnet_t", "--batch", "0", "--out", str(tmp_path)), "batch")
+    assert_one_line_error(run_cli("anatomy", "lsnet_t", "--batch", "0", "--out", str(tmp_path)), "batch")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
 def test_cuda_without_cuda_exits_2(tmp_path):
-    _one_line_error(_run("anatomy", "lsnet_t", "--device", "cuda", "--out", str(tmp_path)), "CUDA is not available")
+    assert_one_line_error(run_cli("anatomy", "lsnet_t", "--device", "cuda", "--out", str(tmp_path)), "CUDA is not available")
 
 
 def test_runtime_device_is_refused(tmp_path):
-    _one_line_error(_run("anatomy", "lsnet_t", "--device", "onnxruntime", "--out", str(tmp_path)),
+    assert_one_line_error(run_cli("anatomy", "lsnet_t", "--device", "onnxruntime", "--out", str(tmp_path)),
                     "unknown device 'onnxruntime'; expected one of cpu, cuda")

@@ -8,28 +8,13 @@ import time
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from lsbench.cli import app
+from cli_helpers import assert_one_line_error, run_cli
 from lsbench.results import ResultsStore
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_list_shows_measured_and_published_params():
-    result = _run("list", "--family", "lsnet", "--format", "csv")
+    result = run_cli("list", "--family", "lsnet", "--format", "csv")
     assert result.exit_code == 0
     rows = {line.split(",")[0]: line.split(",") for line in result.stdout.splitlines()[1:] if line}
     assert set(rows) == {"lsnet_t", "lsnet_s", "lsnet_b", "lsnet_t_distill", "lsnet_s_distill", "lsnet_b_distill"}
@@ -40,20 +25,20 @@ def test_list_shows_measured_and_published_params():
 def test_profile_counts_then_resumes(tmp_path):
     args = ["profile", "--models", "lsnet_t,mobilenetv3_small_100", "--metrics", "params,flops",
             "--counters", "fvcore", "--out", str(tmp_path), "--format", "json"]
-    first = _run(*args)
+    first = run_cli(*args)
     assert first.exit_code == 0, first.output
     summary = {row["model"]: row for row in json.loads(first.stdout)}
     assert summary["lsnet_t"]["params_fused"] == 11_370_488
     assert round(summary["lsnet_t"]["gmacs_fvcore"], 4) == 0.3163
     n_records = len(ResultsStore(tmp_path).records())
-    second = _run(*args)
+    second = run_cli(*args)
     assert second.exit_code == 0
     assert second.stderr.count("already measured with these settings, skipped") == 2
     assert len(ResultsStore(tmp_path).records()) == n_records
 
 
 def test_profile_cpu_latency_records_settings(tmp_path):
-    result = _run("profile", "--models", "mobilenetv3_small_100,efficientvit_m0", "--metrics", "latency",
+    result = run_cli("profile", "--models", "mobilenetv3_small_100,efficientvit_m0", "--metrics", "latency",
                   "--repeats", "5", "--rounds", "3", "--warmup", "1", "--threads", "1", "--resolution", "96",
                   "--out", str(tmp_path), "--format", "csv")
     assert result.exit_code == 0, result.output
@@ -84,37 +69,37 @@ def test_profile_cpu_latency_records_settings(tmp_path):
     (["erf", "lsnet_x"], "unknown model 'lsnet_x'"),
 ])
 def test_user_errors_are_one_line(args, fragment, tmp_path):
-    _one_line_error(_run(*args, *(["--out", str(tmp_path)] if args[0] == "profile" else [])), fragment)
+    assert_one_line_error(run_cli(*args, *(["--out", str(tmp_path)] if args[0] == "profile" else [])), fragment)
 
 
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    _one_line_error(_run("profile", "--models", "lsnet_t", "--out", str(blocker / "sub")), "cannot")
+    assert_one_line_error(run_cli("profile", "--models", "lsnet_t", "--out", str(blocker / "sub")), "cannot")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_cuda_without_gpu(tmp_path):
-    _one_line_error(_run("profile", "--device", "cuda", "--out", str(tmp_path)), "CUDA is not available")
+    assert_one_line_error(run_cli("profile", "--device", "cuda", "--out", str(tmp_path)), "CUDA is not available")
 
 
 def test_corrupt_checkpoint_in_eval(tmp_path):
     ckpt = tmp_path / "bad.pth"
     ckpt.write_bytes(b"not a checkpoint")
     (tmp_path / "data" / "a").mkdir(parents=True)
-    _one_line_error(_run("eval", "lsnet_t", "--data", str(tmp_path / "data"), "--checkpoint", str(ckpt)),
+    assert_one_line_error(run_cli("eval", "lsnet_t", "--data", str(tmp_path / "data"), "--checkpoint", str(ckpt)),
                     "cannot read checkpoint")
 
 
 def test_flops_by_module():
-    result = _run("flops", "lsnet_t", "--counters", "fvcore", "--by-module", "--depth", "1", "--format", "csv")
+    result = run_cli("flops", "lsnet_t", "--counters", "fvcore", "--by-module", "--depth", "1", "--format", "csv")
     assert result.exit_code == 0, result.output
     assert "0.3163" in result.stdout
     assert "blocks3" in result.stdout and "blocks4" in result.stdout
 
 
 def test_erf_small(tmp_path):
-    result = _run("erf", "mobilenetv3_small_100", "--num-images", "1", "--size", "64", "--no-stages",
+    result = run_cli("erf", "mobilenetv3_small_100", "--num-images", "1", "--size", "64", "--no-stages",
                   "--out", str(tmp_path), "--format", "csv")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "erf_mobilenetv3_small_100.png").is_file()
@@ -140,7 +125,7 @@ def test_killed_sweep_keeps_finished_models_and_resumes(tmp_path):
         proc.wait()
     finished = {r.model for r in ResultsStore(tmp_path).records()}
     assert 1 <= len(finished) < 5
-    result = _run(*cmd[3:])
+    result = run_cli(*cmd[3:])
     assert result.exit_code == 0, result.output
     assert result.stderr.count("skipped") >= len(finished)
     records = ResultsStore(tmp_path).records()
@@ -153,7 +138,7 @@ def test_killed_sweep_keeps_finished_models_and_resumes(tmp_path):
 
 def test_profile_features_only_backbone_at_dense_resolution(tmp_path):
     """The dense-task backbone (timm features_only): the classifier is gone from the counts and the input is 512."""
-    result = _run("profile", "--models", "lsnet_t", "--features-only", "--resolution", "512", "--quick",
+    result = run_cli("profile", "--models", "lsnet_t", "--features-only", "--resolution", "512", "--quick",
                   "--counters", "fvcore", "--out", str(tmp_path), "--format", "json")
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)[0]
@@ -168,7 +153,7 @@ def test_profile_features_only_backbone_at_dense_resolution(tmp_path):
 
 
 def test_profile_records_peak_memory_and_weight_bytes(tmp_path):
-    result = _run("profile", "--models", "mobilenetv3_small_100", "--metrics", "latency", "--quick",
+    result = run_cli("profile", "--models", "mobilenetv3_small_100", "--metrics", "latency", "--quick",
                   "--resolution", "96", "--out", str(tmp_path), "--format", "json")
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)[0]
@@ -186,11 +171,11 @@ def test_profile_records_peak_memory_and_weight_bytes(tmp_path):
 def test_profile_summary_is_compact_unless_wide(tmp_path):
     args = ["profile", "--models", "mobilenetv3_small_100", "--quick", "--counters", "fvcore,torch",
             "--resolution", "96", "--out", str(tmp_path), "--format", "md"]
-    compact = _run(*args)
+    compact = run_cli(*args)
     assert compact.exit_code == 0, compact.output
     header = compact.stdout.splitlines()[0]
     assert "latency ms (median ± IQR)" in header and "GMACs (fvcore)" in header and "gmacs_torch" not in header
-    wide = _run(*args, "--wide")
+    wide = run_cli(*args, "--wide")
     assert "gmacs_torch" in wide.stdout.splitlines()[0] and "latency_cv_pct" in wide.stdout.splitlines()[0]
-    full = json.loads(_run(*args[:-1], "json").stdout)[0]
+    full = json.loads(run_cli(*args[:-1], "json").stdout)[0]
     assert {"gmacs_fvcore", "gmacs_torch", "latency_iqr_ms", "latency_n"} <= set(full)
