@@ -103,3 +103,24 @@ def test_mismatching_source_figures_follow_a_matching_one_with_the_reason():
         assert len(figs) >= 2 and figs[0].cite in ("official_counts", "timm_results"), name
         paper = next(f for f in figs[1:] if f.cite not in ("official_counts", "timm_results"))
         assert paper.note and re.search(r"official code", paper.note), name
+
+
+def test_digits_keep_the_written_precision_a_toml_float_drops():
+    """FasterNet-T2's "1.90G" is stored as 1.9 with digits = 2: the measurement (1.9106 G, fvcore on the
+    official code) rounds to 1.9 but not to 1.90, so the table must flag the paper's figure, with its note."""
+    from decimal import Decimal
+
+    from lsbench.report.flags import within_rounding
+    from lsbench.report.tables import deterministic_table
+    from zoo.registry import Figure
+
+    paper = next(f for f in get_card("fasternet_t2").figures if f.metric == "macs" and f.cite == "fasternet")
+    assert paper.written == Decimal("1.90") and str(paper.written) == "1.90"
+    assert within_rounding(1.9106, paper.value) and not within_rounding(1.9106, paper.written)
+    assert Figure("macs", 0.3, "G", "lsnet").written == Decimal("0.3")  # no digits: the value as written
+    assert Figure("throughput", 14708, "img/s", "lsnet").written == Decimal(14708)
+    for bad in (0, 13, 1.5, True):  # fewer decimals than the value has, too many, not an integer
+        with pytest.raises(RuntimeError, match="digits must be an integer"):
+            Figure("macs", 1.91, "G", "fasternet", digits=bad)
+    row = deterministic_table(["fasternet_t2"]).iloc[0]
+    assert "fasternet 1.90 G: ✗ 1.911 vs 1.90" in row["macs_note"]

@@ -15,6 +15,7 @@ import difflib
 import functools
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
@@ -45,6 +46,22 @@ class Figure:
     note: str | None = None
     #: read off a plot rather than copied from a table or text: approximate, to the reader's precision
     from_figure: bool = False
+    #: decimal places as the source writes the number, where a TOML float drops trailing zeros ("1.90" is
+    #: stored as 1.9 with digits = 2); None: the value's own digits are the published precision
+    digits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.digits is not None:
+            own = max(0, -Decimal(repr(float(self.value))).normalize().as_tuple().exponent)
+            if isinstance(self.digits, bool) or not isinstance(self.digits, int) or not own <= self.digits <= 12:
+                raise RuntimeError(f"published figure {self.metric} = {self.value}: digits must be an integer from "
+                                   f"{own} (the value's own decimals) to 12, got {self.digits!r}")
+
+    @property
+    def written(self) -> Decimal:
+        """The number as the source writes it, trailing zeros included: what measurements are rounded against."""
+        value = Decimal(repr(float(self.value))) if isinstance(self.value, float) else Decimal(self.value)
+        return value if self.digits is None else value.quantize(Decimal(1).scaleb(-self.digits))
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def _models(models: Sequence[str] | None, include_reported: bool = False) -> lis
 
 def _published(card: zoo.ModelCard, metric: str) -> tuple[Any, str | None, str | None]:
     fig = card.figure(metric)
-    return (None, None, None) if fig is None else (fig.value, fig.cite, fig.note)
+    return (None, None, None) if fig is None else (fig.written, fig.cite, fig.note)
 
 
 def _one_head(card: zoo.ModelCard) -> bool:
@@ -74,8 +74,8 @@ def _params_columns(name: str, card: zoo.ModelCard, fused_count: Any) -> dict[st
             note = f"compared without head_dist ({head / 1e6:.3f} M): published counts one head"
     others = [f for f in card.figures if f.metric == "params"][1:]
     notes = [note] if note else []
-    notes += [f"{f.cite} {f.value} M: {flag(compared, f.value)}" for f in others
-              if compared is not None and not within_rounding(compared, f.value)]
+    notes += [f"{f.cite} {f.written} M: {flag(compared, f.written)}" for f in others
+              if compared is not None and not within_rounding(compared, f.written)]
     return {"params_fused_M": fused_m, "params_pub_M": pub, "params_cite": cite,
             "params_ok": flag(compared, pub), "params_note": "; ".join(notes) or None}
 
@@ -92,8 +92,8 @@ def _macs_columns(name: str, card: zoo.ModelCard, gmacs: Any) -> dict[str, Any]:
         compared = value - head / 1e9
         notes.append(f"compared without head_dist ({head / 1e6:.3f} MMACs): published counts one head")
     others = [f for f in card.figures if f.metric == "macs"][1:]
-    notes += [f"{f.cite} {f.value} G: {flag(compared, f.value)}" for f in others
-              if compared is not None and not within_rounding(compared, f.value)]
+    notes += [f"{f.cite} {f.written} G: {flag(compared, f.written)}" for f in others
+              if compared is not None and not within_rounding(compared, f.written)]
     return {"gmacs_fvcore": value, "macs_pub_G": pub, "macs_cite": cite, "macs_ok": flag(compared, pub),
             "macs_note": "; ".join(notes) or None}
 
@@ -350,7 +350,7 @@ def reported_figure_table(models: Sequence[str] | None = None) -> pd.DataFrame:
     for name in _models(models, include_reported=True):
         card = zoo.get_card(name)
         for fig in card.figures:
-            out.append({"model": name, "family": card.family, "metric": fig.metric, "value": fig.value,
+            out.append({"model": name, "family": card.family, "metric": fig.metric, "value": fig.written,
                         "unit": fig.unit, "device": fig.device, "protocol": fig.protocol, "note": fig.note,
                         "from_figure": fig.from_figure, "cite": fig.cite,
                         "citation": zoo.registry.citation(fig.cite)})
