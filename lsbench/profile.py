@@ -36,6 +36,7 @@ from .resources import check_fits
 from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings, torch_dtype
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
+from .training import OPTIMIZER_RECIPES, retry_on_oom, train_step
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
            "check_host", "check_memory", "preflight", "job_rounds", "METRICS", "ROUND_METRIC"]
@@ -58,6 +59,12 @@ class PreparedModel:
     resolution: int
     form: dict
     weight_bytes: int = 0  # of the module before tracing or compiling
+    #: the timed call: ``model(example)`` in infer mode, one training step (lsbench.training) in train mode
+    step: Callable[[], object] | None = None
+
+    def __post_init__(self) -> None:
+        if self.step is None:
+            self.step = functools.partial(self.model, self.example)
 
 
 def _resolution(name: str, settings: ProfileSettings) -> int:
@@ -109,7 +116,8 @@ def _build(name: str, checkpoint: str | None, fused: bool, features_only: bool =
 
 
 def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None) -> PreparedModel:
-    """Build ``name`` and turn it into the eager form ``settings`` describe (fused, dtype, layout, compiled).
+    """Build ``name`` and turn it into the eager form ``settings`` describe (fused, dtype, layout, compiled);
+    in train mode the unfused model in train mode with its optimizer, stepped by ``step``.
     ``settings`` must be valid (:meth:`ProfileSettings.validate`)."""
     device = torch.device(settings.device)
     res = _resolution(name, settings)
@@ -131,13 +139,32 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
             "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
             "compile": settings.compile, "features_only": settings.features_only,
             "weights": checkpoint or _WEIGHTS}
-    return PreparedModel(name, runner, x, res, form, weight_bytes(model))
+    if settings.mode != "train":
+        return PreparedModel(name, runner, x, res, form, weight_bytes(model))
+    amp_dtype = torch_dtype(settings.dtype) if settings.amp else None
+    step = train_step(model, x, settings.optimizer, amp_dtype=amp_dtype)
+    if runner is not model:  # compiled: the step runs the compiled module on the same parameters
+        step.model = runner
+    form.update(mode="train", optimizer=OPTIMIZER_RECIPES[settings.optimizer],
+                loss="cross-entropy on fixed random labels (seed 0)", grad_scaler=step.scaler is not None)
+    return PreparedModel(name, runner, x, res, form, weight_bytes(model), step=step)
 
 
 def _autocast(settings: ProfileSettings):
     if not settings.amp:
         return contextlib.nullcontext()
     return torch.autocast(device_type=settings.device, dtype=torch_dtype(settings.dtype))
+
+
+def _step_mode(settings: ProfileSettings):
+    """Inference runs under inference_mode and autocast; a training step needs autograd and autocasts its
+    forward itself (backward outside autocast, as PyTorch's AMP recipe does)."""
+    if settings.mode == "train":
+        return torch.enable_grad()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(_autocast(settings))
+    return stack
 
 
 @contextlib.contextmanager
@@ -192,16 +219,14 @@ def _windows(settings: ProfileSettings) -> dict:
 
 
 def time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
-    """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras."""
+    """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras.
+    A call is one inference forward or, in train mode, one training step (``prepared.step``)."""
     x = prepared.example
-
-    def step():
-        return prepared.model(x)
-
+    step = prepared.step
     windows = _windows(settings)
     if settings.device == "cuda":
         index = x.device.index if x.device.index is not None else torch.cuda.current_device()
-        with _cuda_flags(settings), torch.inference_mode(), _autocast(settings):
+        with _cuda_flags(settings), _step_mode(settings):
             try:
                 # warm up first, so that the peak and the energy cover the timed window only
                 time_cuda(step, sync_each=settings.sync_each, warmup=windows["warmup"],
@@ -211,13 +236,15 @@ def time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[l
                                         repeats=windows["repeats"], measure_s=windows["measure_s"])
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
+                if settings.mode == "train":
+                    raise  # the eager timer decays the batch and retries (timm's benchmark.py behaviour)
                 raise LsbenchError(f"{prepared.name}: CUDA out of memory at batch {settings.batch}; "
                                    f"lower --batch") from None
         memory = {"peak_bytes": peak.growth, "peak_abs_bytes": peak.peak, "method": PEAK_METHODS["cuda"],
                   "weight_bytes": prepared.weight_bytes}
         return samples, {"memory": memory, "energy": energy.as_dict(len(samples) * settings.batch)}
     with cpu_threads(settings.threads, settings.interop_threads, settings.pin_cores) as effective:
-        with torch.inference_mode(), _autocast(settings):
+        with _step_mode(settings):
             with RssPeak() as rss:
                 samples = time_cpu(step, **windows)
             peak = cpu_peak_memory(step)  # one untimed call: the profiler stays out of the timing
@@ -231,16 +258,32 @@ def _eager_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -
     """Each round re-builds the model: its memory placement (seen to move one model's median by up to 10 %
     between builds in one process) is averaged over instead of drawn once per run."""
 
+    working = {"batch": settings.batch}  # train mode on CUDA: the batch that last fitted
+
+    def measure(batch: int) -> tuple[list[float], dict]:
+        at = settings if batch == settings.batch else settings.replace(batch=batch)
+        prepared = prepare(name, at, checkpoint)
+        samples, extra = time_prepared(prepared, at)
+        extra.update(form=prepared.form, resolution=prepared.resolution)
+        if settings.mode == "train":
+            extra.update(batch=batch, train_steps=prepared.step.steps)
+        return samples, extra
+
     def one_round() -> tuple[list[float], dict]:
         before = gpu_telemetry() if settings.device == "cuda" else None
-        prepared = prepare(name, settings, checkpoint)
-        samples, extra = time_prepared(prepared, settings)
-        extra.update(form=prepared.form, resolution=prepared.resolution)
+        if settings.mode == "train" and settings.device == "cuda":
+            (samples, extra), failed = retry_on_oom(measure, working["batch"], cleanup=torch.cuda.empty_cache,
+                                                   label=name)
+            working["batch"] = extra["batch"]
+            extra.update(batch_requested=settings.batch, oom_batches=failed)
+        else:
+            samples, extra = measure(settings.batch)
         if settings.device == "cuda":
             extra.update(gpu_before=before, gpu_after=gpu_telemetry())
         return samples, extra
 
     yield one_round
+
 
 
 @contextlib.contextmanager
@@ -291,24 +334,34 @@ def _memory_and_energy(rounds: Sequence[Record]) -> list[tuple[str, float, str, 
 
 def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, rounds: dict[int, Record]
                     ) -> list[Record]:
-    """Latency (ms, median + statistics) and throughput (img/s) over every round's samples."""
+    """Latency (ms, median + statistics) and throughput (img/s) over every round's samples.
+
+    A train-mode round on CUDA may have run at a batch decayed after an out-of-memory error (its
+    ``extra["batch"]``); the result then pools the rounds at the smallest such batch, the one that fitted."""
     ordered = [rounds[r] for r in sorted(rounds)]
+    batches = {r.extra.get("batch", settings.batch) for r in ordered}
+    batch = min(batches)
+    dropped = [r.extra["round"] for r in ordered if r.extra.get("batch", settings.batch) != batch]
+    ordered = [r for r in ordered if r.extra.get("batch", settings.batch) == batch]
     samples = [s for r in ordered for s in r.extra["samples_s"]]
-    last = {k: v for k, v in ordered[-1].extra.items() if k not in ("samples_s", "round", "run_id", "memory", "energy")}
+    last = {k: v for k, v in ordered[-1].extra.items()
+            if k not in ("samples_s", "round", "run_id", "memory", "energy", "train_steps")}
     runs = sorted({r.extra.get("run_id") for r in ordered if r.extra.get("run_id")})
-    extra = {**last, "batch": settings.batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
+    extra = {**last, "batch": batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
              "runs": len(runs), "resumed": len(runs) > 1}
+    if dropped:
+        extra["rounds_at_larger_batch"] = dropped
     if "gpu_before" in ordered[0].extra:
         extra["gpu_before"] = ordered[0].extra["gpu_before"]
     latency = summarize(samples).scaled(1e3)
-    per_image = summarize([settings.batch / s for s in samples])
+    per_image = summarize([batch / s for s in samples])
     mean_s = sum(samples) / len(samples)
     records = [_record(name, metric, value, unit, settings, fp, key, extra=info)
                for metric, value, unit, info in _memory_and_energy(ordered)]
     return records + [
         _record(name, "latency", latency.median, "ms", settings, fp, key, stats=latency, extra=extra),
         # the papers' throughput: batch / mean iteration time; stats are of per-iteration img/s
-        _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, key, stats=per_image,
+        _record(name, "throughput", batch / mean_s, "img/s", settings, fp, key, stats=per_image,
                 extra=extra),
     ]
 
