@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import statistics
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,6 +31,7 @@ from .counting import COUNTERS, check_counters, count_flops, param_counts
 from .env import fingerprint, gpu_telemetry
 from .energy import EnergyWindow
 from .errors import LsbenchError
+from .isolate import fault_point, in_isolated_child, run_child
 from .memory import PEAK_METHODS, CudaPeak, RssPeak, cpu_peak_memory, weight_bytes
 from .options import check_pin_cores, check_threads, require_device
 from .resources import check_fits
@@ -39,7 +41,7 @@ from .timing import cpu_threads, summarize, time_cpu, time_cuda
 from .training import OPTIMIZER_RECIPES, retry_on_oom, train_step
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
-           "check_host", "check_memory", "preflight", "job_rounds", "METRICS", "ROUND_METRIC"]
+           "check_host", "check_memory", "preflight", "job_rounds", "sweep_child", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
 #: one finished timing round of one model (its samples in ``extra["samples_s"]``)
@@ -409,11 +411,23 @@ def job_rounds(records: Iterable[Record], names: Sequence[str], key: str) -> dic
 def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: ResultsStore,
                   metrics: Iterable[str] = METRICS, counters: Sequence[str] = COUNTERS,
                   checkpoint: str | None = None, *,
+                  isolate: bool = False,
+                  only_round: int | None = None,
+                  run_id: str | None = None,
                   on_start: Callable[[str], None] | None = None,
                   on_done: Callable[[str, list[Record]], None] | None = None,
-                  on_skip: Callable[[str], None] | None = None) -> list[Record]:
+                  on_skip: Callable[[str], None] | None = None,
+                  on_fail: Callable[[str, str], None] | None = None) -> list[Record]:
     """Profile ``names`` into ``store``; models whose result is stored with this job's key are skipped, and a
     model with some rounds stored is timed only for the missing ones. Returns the records written.
+
+    ``isolate``: each round of each model (a model's counts, when nothing is timed) runs in a fresh child
+    process (:mod:`lsbench.isolate`) that runs this same function for that one unit of work against the same
+    store, so the records and the resume are those of an in-process run. A child that fails or is killed is
+    reported in one line through ``on_fail(model, line)``, the rest of its model is left for a rerun and
+    the other models go on; without ``on_fail`` the sweep ends with an LsbenchError naming them.
+    ``only_round``: time only this round (0-based), the unit of work of a child. ``run_id``: the run the
+    rounds are stored under (a child stores under its parent's).
 
     ``on_start(label)`` before each step, ``on_done(model, records)`` when a model's result is stored,
     ``on_skip(model)`` for a model already done."""
@@ -424,6 +438,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     check_host(settings)
     key = job_key(settings, metrics, counters)
     fp = _fingerprint(settings)
+    run = run_id or RUN_ID
     finished = store.completed()
     pending = []
     for name in names:
@@ -438,6 +453,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     preflight(pending, settings, metrics)
     rounds = _stored_rounds(store, pending, key) if timed else {n: {} for n in pending}
     new: list[Record] = []
+    failures: dict[str, str] = {}  # model -> the line that reported its failed child
 
     counted = "params" in metrics or "flops" in metrics
 
@@ -453,31 +469,77 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
         if on_done:
             on_done(name, records)
 
+    def in_child(name: str, r: int | None) -> None:
+        """One unit of work of ``name`` in a fresh process; what it stored is read back from the store."""
+        seen = {x.batch_id for x in store.records()}
+        outcome = run_child("lsbench.profile:sweep_child", {
+            "names": [name], "settings": settings.as_dict(), "store": str(store.directory), "metrics": metrics,
+            "counters": counters, "checkpoint": checkpoint, "only_round": r, "run_id": run})
+        stored = [x for x in store.records() if x.batch_id not in seen and x.model == name and x.job_key == key]
+        new.extend(stored)
+        if timed:
+            rounds[name] = job_rounds(store.records(), [name], key)[name]
+        if not outcome.ok:
+            where = f" in round {r + 1}/{settings.rounds}" if r is not None else ""
+            line = (f"{name}: its isolated process {outcome.message}{where}; its unfinished work is not stored, "
+                    f"the other models go on (rerun to redo it)")
+            failures[name] = line
+            if on_fail:
+                on_fail(name, line)
+            return
+        results = [x for x in stored if not x.partial]
+        if results and on_done:
+            on_done(name, results)
+
+    def done_or_failed() -> list[Record]:
+        if failures and on_fail is None:
+            raise LsbenchError(f"isolated processes failed for {', '.join(failures)}; the other models are "
+                               f"stored in {store.path}; rerun to redo them")
+        return new
+
     if not timed:
         for name in pending:
-            finish(name)
-        return new
+            in_child(name, None) if isolate else finish(name)
+        return done_or_failed()
     with contextlib.ExitStack() as stack:
         timers: dict[str, Timer] = {}
         for name in pending:  # a model whose rounds were all stored before it was pooled
             if len(rounds[name]) >= settings.rounds:
                 finish(name)
         for r in range(settings.rounds):
+            if only_round is not None and r != only_round:
+                continue
             shift = r % len(pending)
             for name in pending[shift:] + pending[:shift]:
-                if r in rounds[name] or len(rounds[name]) >= settings.rounds:
+                if r in rounds[name] or len(rounds[name]) >= settings.rounds or name in failures:
                     continue
                 if on_start:
                     on_start(f"{name} (round {r + 1}/{settings.rounds})")
+                if isolate:
+                    in_child(name, r)
+                    continue
                 if name not in timers:
                     timers[name] = stack.enter_context(_open_timer(name, settings, checkpoint))
                 samples, extra = timers[name]()
+                fault_point(name, r)
                 median_ms = float(statistics.median(samples)) * 1e3
                 done = _record(name, ROUND_METRIC, median_ms, "ms", settings, fp, key, partial=True,
-                               extra={**extra, "round": r, "run_id": RUN_ID, "pid": os.getpid(),
-                                      "samples_s": samples})
+                               extra={**extra, "round": r, "run_id": run, "pid": os.getpid(),
+                                      "isolated": in_isolated_child(), "samples_s": samples})
                 new.extend(store.append([done]))
                 rounds[name][r] = done
                 if len(rounds[name]) == settings.rounds:
                     finish(name)
-    return new
+    return done_or_failed()
+
+
+def sweep_child(payload: dict) -> None:
+    """Entry point of an isolated child (:func:`lsbench.isolate.run_child`): :func:`profile_sweep` for one
+    model's unit of work, into the parent's store. A user-facing error is one ``error:`` line and exit 2."""
+    try:
+        profile_sweep(payload["names"], ProfileSettings.from_dict(payload["settings"]), ResultsStore(payload["store"]),
+                      payload["metrics"], payload["counters"], payload["checkpoint"],
+                      only_round=payload["only_round"], run_id=payload["run_id"])
+    except zoo.errors.ZooError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        sys.exit(2)
