@@ -128,6 +128,12 @@ def profile(
     out: Path = typer.Option(Path("results"), help="results directory (results.jsonl is appended)"),
     fmt: str = typer.Option("table", "--format", help=f"summary format: {FORMAT_HELP}"),
     wide: bool = typer.Option(False, "--wide", help="every summary column in the table (csv/json always have them)"),
+    # training mode and isolation (issue 13)
+    mode: Optional[str] = typer.Option(None, help="infer | train (a full training step: forward, loss, backward, "
+                                                   "optimizer step; default preset timm on CUDA)"),
+    optimizer: Optional[str] = typer.Option(None, help="train mode: sgd | adamw (default sgd)"),
+    isolate: Optional[bool] = typer.Option(None, "--isolate/--no-isolate",
+                                           help="each model's rounds in fresh processes (default: on for cuda)"),
 ) -> None:
     """Measure params, FLOPs and latency; every finished round is stored at once, reruns resume."""
     from .errors import LsbenchError
@@ -152,11 +158,17 @@ def profile(
     settings = resolve_settings(
         device, preset, runtime, quick, batch=batch, resolution=resolution, dtype=dtype, amp=amp,
         channels_last=channels_last, compile=compile_, fused=fused, features_only=features_only, threads=threads,
-        interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds)
+        interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds,
+        mode=mode, optimizer=optimizer)
     metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
     preflight(names, settings, metric_list)
     store = ResultsStore.open_for_writing(out)  # fail before measuring, not after
-    _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep)
+    from .isolate import default_isolation
+
+    failed: list[str] = []
+    _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep,
+               isolate=default_isolation(settings.device) if isolate is None else isolate,
+               on_fail=lambda n, line: (failed.append(n), err_console.print(line, markup=False, highlight=False)))
     _warn_store(store)
     summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))
     if fmt in ("table", "md") and not wide:
@@ -169,9 +181,11 @@ def profile(
         from .compare import verdict_from_rounds
 
         _print_verdicts(verdict_from_rounds(store.records(), names, job_key(settings, metric_list, counter_list)), fmt)
+    if failed:
+        raise typer.Exit(1)
 
 
-def _run_sweep(names, settings, store, metrics, counters, sweep) -> None:
+def _run_sweep(names, settings, store, metrics, counters, sweep, **options) -> None:
     """The sweep with a progress bar on stderr, holding the store's lock of this job (a second identical
     sweep waits, then skips what this one finished); Ctrl-C keeps every finished round and exits 130."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -189,15 +203,23 @@ def _run_sweep(names, settings, store, metrics, counters, sweep) -> None:
     try:
         with store.measuring(), store.job_lock(key, on_wait=lambda pid: err_console.print(
                 f"waiting for another sweep with identical settings (pid {pid}) to finish", markup=False)), progress:
-            sweep(names, settings, store, metrics, counters,
+            sweep(names, settings, store, metrics, counters, **options,
                   on_start=lambda n: progress.update(task, description=f"profiling {n}"),
-                  on_done=lambda n, _: progress.advance(task),
+                  on_done=lambda n, records: (progress.advance(task), _say_decayed(progress.console, n, records)),
                   on_skip=lambda n: (progress.advance(task),
                                      progress.console.print(f"{n}: already measured with these settings, skipped")))
     except KeyboardInterrupt:
         err_console.print(f"interrupted: every finished round is kept in {store.path}; rerun to resume",
                           markup=False, highlight=False)
         raise typer.Exit(130) from None
+
+
+def _say_decayed(out: Console, name: str, records) -> None:
+    """One line when a train-mode batch was lowered after CUDA ran out of memory (the final batch is stored)."""
+    for r in records:
+        if r.metric == "throughput" and r.extra.get("oom_batches"):
+            out.print(f"{name}: CUDA out of memory at batch {', '.join(map(str, r.extra['oom_batches']))}; "
+                      f"measured at batch {r.extra['batch']}", markup=False, highlight=False)
 
 
 @app.command()

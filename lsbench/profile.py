@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import statistics
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,15 +31,17 @@ from .counting import COUNTERS, check_counters, count_flops, param_counts
 from .env import fingerprint, gpu_telemetry
 from .energy import EnergyWindow
 from .errors import LsbenchError
+from .isolate import fault_point, in_isolated_child, run_child
 from .memory import PEAK_METHODS, CudaPeak, RssPeak, cpu_peak_memory, weight_bytes
 from .options import check_pin_cores, check_threads, require_device
 from .resources import check_fits
 from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings, torch_dtype
 from .timing import cpu_threads, summarize, time_cpu, time_cuda
+from .training import OPTIMIZER_RECIPES, retry_on_oom, train_step
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
-           "check_host", "check_memory", "preflight", "job_rounds", "METRICS", "ROUND_METRIC"]
+           "check_host", "check_memory", "preflight", "job_rounds", "sweep_child", "METRICS", "ROUND_METRIC"]
 
 METRICS = ("params", "flops", "latency")
 #: one finished timing round of one model (its samples in ``extra["samples_s"]``)
@@ -58,6 +61,12 @@ class PreparedModel:
     resolution: int
     form: dict
     weight_bytes: int = 0  # of the module before tracing or compiling
+    #: the timed call: ``model(example)`` in infer mode, one training step (lsbench.training) in train mode
+    step: Callable[[], object] | None = None
+
+    def __post_init__(self) -> None:
+        if self.step is None:
+            self.step = functools.partial(self.model, self.example)
 
 
 def _resolution(name: str, settings: ProfileSettings) -> int:
@@ -109,7 +118,8 @@ def _build(name: str, checkpoint: str | None, fused: bool, features_only: bool =
 
 
 def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None) -> PreparedModel:
-    """Build ``name`` and turn it into the eager form ``settings`` describe (fused, dtype, layout, compiled).
+    """Build ``name`` and turn it into the eager form ``settings`` describe (fused, dtype, layout, compiled);
+    in train mode the unfused model in train mode with its optimizer, stepped by ``step``.
     ``settings`` must be valid (:meth:`ProfileSettings.validate`)."""
     device = torch.device(settings.device)
     res = _resolution(name, settings)
@@ -131,13 +141,32 @@ def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None)
             "channels_last": settings.channels_last, "jit_trace": settings.jit_trace,
             "compile": settings.compile, "features_only": settings.features_only,
             "weights": checkpoint or _WEIGHTS}
-    return PreparedModel(name, runner, x, res, form, weight_bytes(model))
+    if settings.mode != "train":
+        return PreparedModel(name, runner, x, res, form, weight_bytes(model))
+    amp_dtype = torch_dtype(settings.dtype) if settings.amp else None
+    step = train_step(model, x, settings.optimizer, amp_dtype=amp_dtype)
+    if runner is not model:  # compiled: the step runs the compiled module on the same parameters
+        step.model = runner
+    form.update(mode="train", optimizer=OPTIMIZER_RECIPES[settings.optimizer],
+                loss="cross-entropy on fixed random labels (seed 0)", grad_scaler=step.scaler is not None)
+    return PreparedModel(name, runner, x, res, form, weight_bytes(model), step=step)
 
 
 def _autocast(settings: ProfileSettings):
     if not settings.amp:
         return contextlib.nullcontext()
     return torch.autocast(device_type=settings.device, dtype=torch_dtype(settings.dtype))
+
+
+def _step_mode(settings: ProfileSettings):
+    """Inference runs under inference_mode and autocast; a training step needs autograd and autocasts its
+    forward itself (backward outside autocast, as PyTorch's AMP recipe does)."""
+    if settings.mode == "train":
+        return torch.enable_grad()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(_autocast(settings))
+    return stack
 
 
 @contextlib.contextmanager
@@ -192,16 +221,14 @@ def _windows(settings: ProfileSettings) -> dict:
 
 
 def time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[list[float], dict]:
-    """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras."""
+    """Per-call seconds of one round, with the round's memory (and, on CUDA, energy) in the extras.
+    A call is one inference forward or, in train mode, one training step (``prepared.step``)."""
     x = prepared.example
-
-    def step():
-        return prepared.model(x)
-
+    step = prepared.step
     windows = _windows(settings)
     if settings.device == "cuda":
         index = x.device.index if x.device.index is not None else torch.cuda.current_device()
-        with _cuda_flags(settings), torch.inference_mode(), _autocast(settings):
+        with _cuda_flags(settings), _step_mode(settings):
             try:
                 # warm up first, so that the peak and the energy cover the timed window only
                 time_cuda(step, sync_each=settings.sync_each, warmup=windows["warmup"],
@@ -211,13 +238,15 @@ def time_prepared(prepared: PreparedModel, settings: ProfileSettings) -> tuple[l
                                         repeats=windows["repeats"], measure_s=windows["measure_s"])
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
+                if settings.mode == "train":
+                    raise  # the eager timer decays the batch and retries (timm's benchmark.py behaviour)
                 raise LsbenchError(f"{prepared.name}: CUDA out of memory at batch {settings.batch}; "
                                    f"lower --batch") from None
         memory = {"peak_bytes": peak.growth, "peak_abs_bytes": peak.peak, "method": PEAK_METHODS["cuda"],
                   "weight_bytes": prepared.weight_bytes}
         return samples, {"memory": memory, "energy": energy.as_dict(len(samples) * settings.batch)}
     with cpu_threads(settings.threads, settings.interop_threads, settings.pin_cores) as effective:
-        with torch.inference_mode(), _autocast(settings):
+        with _step_mode(settings):
             with RssPeak() as rss:
                 samples = time_cpu(step, **windows)
             peak = cpu_peak_memory(step)  # one untimed call: the profiler stays out of the timing
@@ -231,16 +260,32 @@ def _eager_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -
     """Each round re-builds the model: its memory placement (seen to move one model's median by up to 10 %
     between builds in one process) is averaged over instead of drawn once per run."""
 
+    working = {"batch": settings.batch}  # train mode on CUDA: the batch that last fitted
+
+    def measure(batch: int) -> tuple[list[float], dict]:
+        at = settings if batch == settings.batch else settings.replace(batch=batch)
+        prepared = prepare(name, at, checkpoint)
+        samples, extra = time_prepared(prepared, at)
+        extra.update(form=prepared.form, resolution=prepared.resolution)
+        if settings.mode == "train":
+            extra.update(batch=batch, train_steps=prepared.step.steps)
+        return samples, extra
+
     def one_round() -> tuple[list[float], dict]:
         before = gpu_telemetry() if settings.device == "cuda" else None
-        prepared = prepare(name, settings, checkpoint)
-        samples, extra = time_prepared(prepared, settings)
-        extra.update(form=prepared.form, resolution=prepared.resolution)
+        if settings.mode == "train" and settings.device == "cuda":
+            (samples, extra), failed = retry_on_oom(measure, working["batch"], cleanup=torch.cuda.empty_cache,
+                                                   label=name)
+            working["batch"] = extra["batch"]
+            extra.update(batch_requested=settings.batch, oom_batches=failed)
+        else:
+            samples, extra = measure(settings.batch)
         if settings.device == "cuda":
             extra.update(gpu_before=before, gpu_after=gpu_telemetry())
         return samples, extra
 
     yield one_round
+
 
 
 @contextlib.contextmanager
@@ -291,24 +336,34 @@ def _memory_and_energy(rounds: Sequence[Record]) -> list[tuple[str, float, str, 
 
 def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, rounds: dict[int, Record]
                     ) -> list[Record]:
-    """Latency (ms, median + statistics) and throughput (img/s) over every round's samples."""
+    """Latency (ms, median + statistics) and throughput (img/s) over every round's samples.
+
+    A train-mode round on CUDA may have run at a batch decayed after an out-of-memory error (its
+    ``extra["batch"]``); the result then pools the rounds at the smallest such batch, the one that fitted."""
     ordered = [rounds[r] for r in sorted(rounds)]
+    batches = {r.extra.get("batch", settings.batch) for r in ordered}
+    batch = min(batches)
+    dropped = [r.extra["round"] for r in ordered if r.extra.get("batch", settings.batch) != batch]
+    ordered = [r for r in ordered if r.extra.get("batch", settings.batch) == batch]
     samples = [s for r in ordered for s in r.extra["samples_s"]]
-    last = {k: v for k, v in ordered[-1].extra.items() if k not in ("samples_s", "round", "run_id", "memory", "energy")}
+    last = {k: v for k, v in ordered[-1].extra.items()
+            if k not in ("samples_s", "round", "run_id", "memory", "energy", "train_steps")}
     runs = sorted({r.extra.get("run_id") for r in ordered if r.extra.get("run_id")})
-    extra = {**last, "batch": settings.batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
+    extra = {**last, "batch": batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
              "runs": len(runs), "resumed": len(runs) > 1}
+    if dropped:
+        extra["rounds_at_larger_batch"] = dropped
     if "gpu_before" in ordered[0].extra:
         extra["gpu_before"] = ordered[0].extra["gpu_before"]
     latency = summarize(samples).scaled(1e3)
-    per_image = summarize([settings.batch / s for s in samples])
+    per_image = summarize([batch / s for s in samples])
     mean_s = sum(samples) / len(samples)
     records = [_record(name, metric, value, unit, settings, fp, key, extra=info)
                for metric, value, unit, info in _memory_and_energy(ordered)]
     return records + [
         _record(name, "latency", latency.median, "ms", settings, fp, key, stats=latency, extra=extra),
         # the papers' throughput: batch / mean iteration time; stats are of per-iteration img/s
-        _record(name, "throughput", settings.batch / mean_s, "img/s", settings, fp, key, stats=per_image,
+        _record(name, "throughput", batch / mean_s, "img/s", settings, fp, key, stats=per_image,
                 extra=extra),
     ]
 
@@ -356,11 +411,23 @@ def job_rounds(records: Iterable[Record], names: Sequence[str], key: str) -> dic
 def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: ResultsStore,
                   metrics: Iterable[str] = METRICS, counters: Sequence[str] = COUNTERS,
                   checkpoint: str | None = None, *,
+                  isolate: bool = False,
+                  only_round: int | None = None,
+                  run_id: str | None = None,
                   on_start: Callable[[str], None] | None = None,
                   on_done: Callable[[str, list[Record]], None] | None = None,
-                  on_skip: Callable[[str], None] | None = None) -> list[Record]:
+                  on_skip: Callable[[str], None] | None = None,
+                  on_fail: Callable[[str, str], None] | None = None) -> list[Record]:
     """Profile ``names`` into ``store``; models whose result is stored with this job's key are skipped, and a
     model with some rounds stored is timed only for the missing ones. Returns the records written.
+
+    ``isolate``: each round of each model (a model's counts, when nothing is timed) runs in a fresh child
+    process (:mod:`lsbench.isolate`) that runs this same function for that one unit of work against the same
+    store, so the records and the resume are those of an in-process run. A child that fails or is killed is
+    reported in one line through ``on_fail(model, line)``, the rest of its model is left for a rerun and
+    the other models go on; without ``on_fail`` the sweep ends with an LsbenchError naming them.
+    ``only_round``: time only this round (0-based), the unit of work of a child. ``run_id``: the run the
+    rounds are stored under (a child stores under its parent's).
 
     ``on_start(label)`` before each step, ``on_done(model, records)`` when a model's result is stored,
     ``on_skip(model)`` for a model already done."""
@@ -371,6 +438,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     check_host(settings)
     key = job_key(settings, metrics, counters)
     fp = _fingerprint(settings)
+    run = run_id or RUN_ID
     finished = store.completed()
     pending = []
     for name in names:
@@ -385,6 +453,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     preflight(pending, settings, metrics)
     rounds = _stored_rounds(store, pending, key) if timed else {n: {} for n in pending}
     new: list[Record] = []
+    failures: dict[str, str] = {}  # model -> the line that reported its failed child
 
     counted = "params" in metrics or "flops" in metrics
 
@@ -400,31 +469,77 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
         if on_done:
             on_done(name, records)
 
+    def in_child(name: str, r: int | None) -> None:
+        """One unit of work of ``name`` in a fresh process; what it stored is read back from the store."""
+        seen = {x.batch_id for x in store.records()}
+        outcome = run_child("lsbench.profile:sweep_child", {
+            "names": [name], "settings": settings.as_dict(), "store": str(store.directory), "metrics": metrics,
+            "counters": counters, "checkpoint": checkpoint, "only_round": r, "run_id": run})
+        stored = [x for x in store.records() if x.batch_id not in seen and x.model == name and x.job_key == key]
+        new.extend(stored)
+        if timed:
+            rounds[name] = job_rounds(store.records(), [name], key)[name]
+        if not outcome.ok:
+            where = f" in round {r + 1}/{settings.rounds}" if r is not None else ""
+            line = (f"{name}: its isolated process {outcome.message}{where}; its unfinished work is not stored, "
+                    f"the other models go on (rerun to redo it)")
+            failures[name] = line
+            if on_fail:
+                on_fail(name, line)
+            return
+        results = [x for x in stored if not x.partial]
+        if results and on_done:
+            on_done(name, results)
+
+    def done_or_failed() -> list[Record]:
+        if failures and on_fail is None:
+            raise LsbenchError(f"isolated processes failed for {', '.join(failures)}; the other models are "
+                               f"stored in {store.path}; rerun to redo them")
+        return new
+
     if not timed:
         for name in pending:
-            finish(name)
-        return new
+            in_child(name, None) if isolate else finish(name)
+        return done_or_failed()
     with contextlib.ExitStack() as stack:
         timers: dict[str, Timer] = {}
         for name in pending:  # a model whose rounds were all stored before it was pooled
             if len(rounds[name]) >= settings.rounds:
                 finish(name)
         for r in range(settings.rounds):
+            if only_round is not None and r != only_round:
+                continue
             shift = r % len(pending)
             for name in pending[shift:] + pending[:shift]:
-                if r in rounds[name] or len(rounds[name]) >= settings.rounds:
+                if r in rounds[name] or len(rounds[name]) >= settings.rounds or name in failures:
                     continue
                 if on_start:
                     on_start(f"{name} (round {r + 1}/{settings.rounds})")
+                if isolate:
+                    in_child(name, r)
+                    continue
                 if name not in timers:
                     timers[name] = stack.enter_context(_open_timer(name, settings, checkpoint))
                 samples, extra = timers[name]()
+                fault_point(name, r)
                 median_ms = float(statistics.median(samples)) * 1e3
                 done = _record(name, ROUND_METRIC, median_ms, "ms", settings, fp, key, partial=True,
-                               extra={**extra, "round": r, "run_id": RUN_ID, "pid": os.getpid(),
-                                      "samples_s": samples})
+                               extra={**extra, "round": r, "run_id": run, "pid": os.getpid(),
+                                      "isolated": in_isolated_child(), "samples_s": samples})
                 new.extend(store.append([done]))
                 rounds[name][r] = done
                 if len(rounds[name]) == settings.rounds:
                     finish(name)
-    return new
+    return done_or_failed()
+
+
+def sweep_child(payload: dict) -> None:
+    """Entry point of an isolated child (:func:`lsbench.isolate.run_child`): :func:`profile_sweep` for one
+    model's unit of work, into the parent's store. A user-facing error is one ``error:`` line and exit 2."""
+    try:
+        profile_sweep(payload["names"], ProfileSettings.from_dict(payload["settings"]), ResultsStore(payload["store"]),
+                      payload["metrics"], payload["counters"], payload["checkpoint"],
+                      only_round=payload["only_round"], run_id=payload["run_id"])
+    except zoo.errors.ZooError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        sys.exit(2)

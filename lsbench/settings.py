@@ -34,6 +34,13 @@ MIN_RESOLUTION = 32
 
 # Fields that label a settings value without changing what is measured: left out of key().
 _LABEL_FIELDS = frozenset({"preset"})
+# --- training mode (issue 13) ---------------------------------------------------------------------------
+#: what one timed step does: an inference forward, or a training step (forward, loss, backward, optimizer step)
+MODES = ("infer", "train")
+OPTIMIZERS = ("sgd", "adamw")
+# Fields added after records were stored: left out of key() while at these defaults, so every key
+# (and every resume key) of the settings that existed before stays what it was.
+_KEY_DEFAULTS = {"mode": "infer", "optimizer": None}
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class ProfileSettings:
     # Each round re-builds the model: its memory placement (seen here to move one model's median by up
     # to 10 % between builds in one process) is then averaged over instead of drawn once per run.
     rounds: int = 1
+    mode: str = "infer"  # infer | train (a full training step of the unfused model, see lsbench.training)
+    optimizer: str | None = None  # train mode: sgd | adamw (None: sgd); None in infer mode
     preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -87,6 +96,8 @@ class ProfileSettings:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, float(value))
+        if self.mode == "train" and self.optimizer is None:
+            object.__setattr__(self, "optimizer", "sgd")
 
     def validate(self) -> "ProfileSettings":
         """Raise LsbenchError for a setting a run cannot honour; returns self for chaining."""
@@ -127,6 +138,17 @@ class ProfileSettings:
             raise LsbenchError(f"tf32 must be true, false or unset, got {self.tf32!r}")
         if self.compile and self.jit_trace:
             raise LsbenchError("choose one of compile and jit_trace, not both")
+        if self.mode not in MODES:
+            raise LsbenchError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if self.mode == "infer" and self.optimizer is not None:
+            raise LsbenchError("an optimizer needs mode train")
+        if self.mode == "train":
+            if self.optimizer not in OPTIMIZERS:
+                raise LsbenchError(f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+            if self.fused:
+                raise LsbenchError("train mode times the unfused (trainable) model; drop --fused")
+            if self.runtime != EAGER or self.jit_trace or self.features_only:
+                raise LsbenchError("train mode trains the eager classifier; drop --runtime/--jit-trace/--features-only")
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -142,7 +164,8 @@ class ProfileSettings:
         sha1 of the sorted JSON of all fields except the preset label: the same recipe reached
         through a preset or through explicit options is the same measurement.
         """
-        data = {k: v for k, v in self.as_dict().items() if k not in _LABEL_FIELDS}
+        data = {k: v for k, v in self.as_dict().items()
+                if k not in _LABEL_FIELDS and not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
 
@@ -263,7 +286,10 @@ def resolve_settings(device: str = "cpu", preset: str | None = None, runtime: st
     given = {k: v for k, v in overrides.items() if v is not None}
     if runtime is not None and runtime != EAGER:
         given["runtime"] = runtime
-    name = preset or ("lsnet" if device == "cuda" else "cpu")
+    training = given.get("mode") == "train"
+    if training:  # a training step runs the model as built; timm's benchmark.py protocol by default on CUDA
+        given.setdefault("fused", False)
+    name = preset or (("timm" if training else "lsnet") if device == "cuda" else "cpu")
     base = get_preset(name)
     if device != base.device:
         if preset is not None:
@@ -272,6 +298,8 @@ def resolve_settings(device: str = "cpu", preset: str | None = None, runtime: st
     settings = base.replace(**given)
     if quick_run:
         settings = quick(settings).replace(**{k: v for k, v in given.items() if k in _QUICK_FIELDS})
+    if training:  # the label says so: a selector naming the preset never picks training figures by mistake
+        settings = settings.replace(preset=f"{settings.preset}+train")
     return settings.validate()
 
 

@@ -65,6 +65,15 @@ def _cases():
         (["profile", "--resolution", "100000"], "needs at least"),
         (["profile", "--bogus"], "No such option: --bogus"),
         (["profile", "--out", "{blocker}/sub"], "cannot write results"),
+        # profile --mode train / --isolate (issue 13)
+        (["profile", "--mode", "fly"], "unknown mode 'fly'"),
+        (["profile", "--mode", "train", "--optimizer", "adam"], "unknown optimizer 'adam'"),
+        (["profile", "--optimizer", "sgd"], "an optimizer needs mode train"),
+        (["profile", "--mode", "train", "--fused"], "train mode times the unfused"),
+        (["profile", "--mode", "train", "--features-only"], "train mode trains the eager classifier"),
+        (["profile", "--mode", "train", "--device", "onnxruntime"], "train mode trains the eager classifier"),
+        (["profile", "--isolate", "--device", "tpu"], "unknown device 'tpu'"),
+        (["profile", "--mode", "train", "--batch", "1000000000"], "needs at least"),
         # flops
         (["flops", "repvit_m09"], "did you mean repvit_m0_9"),
         (["flops", "lsnet_t", "--resolution", "8"], "resolution must be at least 32"),
