@@ -35,7 +35,7 @@ from .options import check_pin_cores, check_threads, require_device
 from .resources import check_fits
 from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings, torch_dtype
-from .timing import cpu_threads, summarize, time_cpu, time_cuda
+from .timing import MEDIAN_CI_METHOD, cpu_threads, median_half_width, stop_reason, summarize, time_cpu, time_cuda
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
            "check_host", "check_memory", "preflight", "job_rounds", "METRICS", "ROUND_METRIC"]
@@ -289,6 +289,12 @@ def _memory_and_energy(rounds: Sequence[Record]) -> list[tuple[str, float, str, 
     return out
 
 
+def _stopped(settings: ProfileSettings, rounds: dict[int, Record]) -> str | None:
+    """Why this model's rounds are over (:func:`lsbench.timing.stop_reason`), or None for another round."""
+    return stop_reason([rounds[r].extra["samples_s"] for r in sorted(rounds)], precision=settings.precision,
+                       min_rounds=settings.min_rounds, max_rounds=settings.rounds, max_s=settings.max_s)
+
+
 def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, rounds: dict[int, Record]
                     ) -> list[Record]:
     """Latency (ms, median + statistics) and throughput (img/s) over every round's samples."""
@@ -297,7 +303,9 @@ def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, ro
     last = {k: v for k, v in ordered[-1].extra.items() if k not in ("samples_s", "round", "run_id", "memory", "energy")}
     runs = sorted({r.extra.get("run_id") for r in ordered if r.extra.get("run_id")})
     extra = {**last, "batch": settings.batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
-             "runs": len(runs), "resumed": len(runs) > 1}
+             "runs": len(runs), "resumed": len(runs) > 1, "stop": _stopped(settings, rounds),
+             "precision_reached": median_half_width(samples), "precision_target": settings.precision,
+             "precision_ci": MEDIAN_CI_METHOD}
     if "gpu_before" in ordered[0].extra:
         extra["gpu_before"] = ordered[0].extra["gpu_before"]
     latency = summarize(samples).scaled(1e3)
@@ -407,12 +415,12 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     with contextlib.ExitStack() as stack:
         timers: dict[str, Timer] = {}
         for name in pending:  # a model whose rounds were all stored before it was pooled
-            if len(rounds[name]) >= settings.rounds:
+            if _stopped(settings, rounds[name]):
                 finish(name)
         for r in range(settings.rounds):
             shift = r % len(pending)
             for name in pending[shift:] + pending[:shift]:
-                if r in rounds[name] or len(rounds[name]) >= settings.rounds:
+                if r in rounds[name] or _stopped(settings, rounds[name]):
                     continue
                 if on_start:
                     on_start(f"{name} (round {r + 1}/{settings.rounds})")
@@ -425,6 +433,6 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                                       "samples_s": samples})
                 new.extend(store.append([done]))
                 rounds[name][r] = done
-                if len(rounds[name]) == settings.rounds:
+                if _stopped(settings, rounds[name]):
                     finish(name)
     return new
