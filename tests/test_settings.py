@@ -91,7 +91,8 @@ def test_paper_presets_hold_the_published_protocols():
 
     cpu = get_preset("cpu")
     assert (cpu.device, cpu.batch, cpu.dtype, cpu.threads, cpu.warmup, cpu.repeats, cpu.rounds, cpu.fused) == (
-        "cpu", 1, "fp32", 1, 10, 60, 5, True)
+        "cpu", 1, "fp32", 1, 10, 30, 8, True)
+    assert (cpu.precision, cpu.min_rounds, cpu.max_s) == (0.01, 3, None)  # adaptive: ±1 %, 3 to 8 rounds
     assert all(p.preset == name for name, p in PRESETS.items())
 
 
