@@ -9,8 +9,8 @@ fresh processes into its own temporary results folder:
 * ``adaptive``: the CPU preset as it is now (rounds of 10 + 30 calls, at least 3, until the pooled median's
   95 % CI is within ±1 %, at most 8).
 
-The arms alternate in pairs (A B, then B A, ...) so that drift of a shared machine lands on both; the ratio
-is taken pair by pair. For every model and runtime it reports the precision reached: the relative half-width
+The arms alternate command by command (A B for the eager step, B A for the ONNX Runtime step; reversed in the
+next pair) so that drift of a shared machine lands on both; the ratio is taken pair by pair. For every model and runtime it reports the precision reached: the relative half-width
 of the 95 % CI of the pooled median, by order statistics (what the stopping rule judges) and by the records'
 seeded bootstrap. The load average before and after each run is recorded: on a loaded machine both arms'
 times and precisions move, the ratio measured side by side much less.
@@ -64,23 +64,40 @@ def profiling_step(models: str, out: Path, arm_options: list[str]) -> list[list[
     ]
 
 
-def run_arm(models: str, out: Path, arm_options: list[str]) -> dict:
-    """Run one arm; wall seconds and the children's CPU seconds (user + sys) of each command and in all."""
+def run_command(cmd: list[str]) -> dict:
+    """Run one profile command; its wall seconds, its CPU seconds (user + sys) and the load around it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    steps = []
     load_before = os.getloadavg()
-    for cmd in profiling_step(models, out, arm_options):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd[3:])} failed ({done.returncode}): {done.stderr[-2000:]}")
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        steps.append({"command": " ".join(["lsbench", *cmd[3:]]), "wall_s": wall, "cpu_s": cpu})
-    return {"wall_s": sum(s["wall_s"] for s in steps), "cpu_s": sum(s["cpu_s"] for s in steps), "steps": steps,
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "precision": precision_table(out)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[3:])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"command": " ".join(["lsbench", *cmd[3:]]), "wall_s": wall, "cpu_s": cpu,
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+
+
+def run_pair(models: str, tmp: Path, index: int) -> dict:
+    """Both arms' profiling steps, command by command in the order A B then B A (ABBA within the pair, the
+    whole order reversed in odd pairs), so that a linear drift of the machine lands on both arms equally."""
+    arms = list(ARMS) if index % 2 == 0 else list(ARMS)[::-1]
+    outs = {arm: tmp / f"pair{index}-{arm}" for arm in ARMS}
+    steps: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    commands = {arm: profiling_step(models, outs[arm], ARMS[arm]) for arm in ARMS}
+    for j in range(len(commands[arms[0]])):
+        for arm in (arms if j % 2 == 0 else arms[::-1]):
+            step = run_command(commands[arm][j])
+            steps[arm].append(step)
+            print(f"  {arm}: {step['command'][:60]}... {step['wall_s']:.0f} s wall, {step['cpu_s']:.0f} s CPU, "
+                  f"load {step['loadavg_before'][0]:.1f} -> {step['loadavg_after'][0]:.1f}", flush=True)
+    pair: dict = {"order": arms}
+    for arm in ARMS:
+        pair[arm] = {"wall_s": sum(s["wall_s"] for s in steps[arm]), "cpu_s": sum(s["cpu_s"] for s in steps[arm]),
+                     "steps": steps[arm], "precision": precision_table(outs[arm])}
+    return pair
 
 
 def precision_table(out: Path) -> dict[str, dict]:
@@ -109,6 +126,12 @@ def summarize_precision(table: dict[str, dict]) -> dict:
             "stops": {s: sum(v["stop"] == s for v in table.values()) for s in sorted({str(v["stop"]) for v in table.values()})}}
 
 
+def compare_precision(pair: dict) -> dict:
+    """'runtime/model' -> (fixed, adaptive) order-statistic half-widths of one pair."""
+    fixed, adaptive = pair["fixed"]["precision"], pair["adaptive"]["precision"]
+    return {k: [fixed[k]["half_width_order"], adaptive[k]["half_width_order"]] for k in sorted(fixed) if k in adaptive}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="default: the noxfile's PAPER_MODELS (the full job)")
@@ -120,15 +143,11 @@ def main() -> None:
     pairs = []
     with tempfile.TemporaryDirectory(prefix="paper-time-") as tmp:
         for i in range(args.pairs):
-            order = list(ARMS) if i % 2 == 0 else list(ARMS)[::-1]
-            pair = {}
-            for arm in order:
-                print(f"pair {i + 1}/{args.pairs}: {arm} ...", flush=True)
-                pair[arm] = run_arm(models, Path(tmp) / f"pair{i}-{arm}", ARMS[arm])
-                print(f"  {arm}: {pair[arm]['wall_s']:.0f} s wall, {pair[arm]['cpu_s']:.0f} s CPU, load "
-                      f"{pair[arm]['loadavg_before'][0]:.1f} -> {pair[arm]['loadavg_after'][0]:.1f}; precision "
+            print(f"pair {i + 1}/{args.pairs}", flush=True)
+            pair = run_pair(models, Path(tmp), i)
+            for arm in ARMS:
+                print(f"  {arm}: {pair[arm]['wall_s']:.0f} s wall, {pair[arm]['cpu_s']:.0f} s CPU; precision "
                       f"{summarize_precision(pair[arm]['precision'])}", flush=True)
-            pair["order"] = order
             pair["wall_ratio"] = pair["adaptive"]["wall_s"] / pair["fixed"]["wall_s"]
             pair["cpu_ratio"] = pair["adaptive"]["cpu_s"] / pair["fixed"]["cpu_s"]
             pairs.append(pair)
@@ -142,6 +161,7 @@ def main() -> None:
         "wall_ratio_median": statistics.median(p["wall_ratio"] for p in pairs),
         "cpu_ratio_median": statistics.median(p["cpu_ratio"] for p in pairs),
         "precision_summary": {arm: [summarize_precision(p[arm]["precision"]) for p in pairs] for arm in ARMS},
+        "per_model_half_width": [compare_precision(p) for p in pairs],
         "note": "shared 2-core machine, other engineers' jobs running: compare the ratios measured side by side",
         "fingerprint": fingerprint("cpu"), "cpu_count": os.cpu_count(),
     }
