@@ -34,9 +34,12 @@ def reports(session):
 def paper(session):
     """Regenerate reports/: deterministic tables, CPU and ONNX Runtime latency tables, Pareto figures.
 
-    Latency is measured on this machine (1 thread, batch 1, 5 interleaved rounds); every record keeps the
-    CPU model, versions and settings, and the latency tables say where and when they were measured.
-    About 15 minutes on 2 cores. Pass --fresh to drop earlier results instead of resuming.
+    Latency is measured on this machine (1 thread, batch 1, the cpu preset's adaptive interleaved rounds: at
+    least 3 rounds of 10 warm-up + 30 timed calls, until each model's median is known to ±1 % (95 % CI), at
+    most 8; each latency record says whether precision or the cap stopped it); every record keeps the CPU
+    model, versions and settings, and the latency tables say where and when they were measured.
+    benchmarks/paper_time.py times this step against the former fixed 5 x 60 rounds. Pass --fresh to drop
+    earlier results instead of resuming.
     """
     session.install("-e", ".")
     if "--fresh" in session.posargs:

@@ -122,7 +122,11 @@ def profile(
     pin_cores: Optional[str] = typer.Option(None, help="pin to these cores, e.g. 0 or 0,1"),
     repeats: Optional[int] = typer.Option(None, help="timed iterations (at least), per round"),
     warmup: Optional[int] = typer.Option(None, help="warm-up iterations (at least), before each round"),
-    rounds: Optional[int] = typer.Option(None, help="CPU: interleaved timing rounds over the models (default 5)"),
+    rounds: Optional[int] = typer.Option(None, help="CPU: interleaved timing rounds over the models (at most, with "
+                                                     "--precision; default 8)"),
+    precision: Optional[str] = typer.Option(None, help="stop a model's rounds once its median's 95 % CI is within "
+                                                       "±this (default 0.01 = ±1 %, after 3 rounds), or at --rounds; "
+                                                       "'off': exactly --rounds rounds"),
     metrics: str = typer.Option("params,flops,latency", help="any of params, flops, latency"),
     counters: str = typer.Option("fvcore,ptflops,torch", help="FLOP counters to run"),
     out: Path = typer.Option(Path("results"), help="results directory (results.jsonl is appended)"),
@@ -160,6 +164,12 @@ def profile(
         channels_last=channels_last, compile=compile_, fused=fused, features_only=features_only, threads=threads,
         interop_threads=interop_threads, pin_cores=cores, repeats=repeats, warmup=warmup, rounds=rounds,
         mode=mode, optimizer=optimizer)
+    if precision is not None:  # 'off' (fixed rounds) cannot travel as an override: None means "not given" there
+        try:
+            target = None if precision.strip().lower() == "off" else float(precision)
+        except ValueError:
+            raise LsbenchError(f"--precision takes a fraction like 0.01 (±1 %) or 'off', got {precision!r}") from None
+        settings = settings.replace(precision=target).validate()
     metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
     preflight(names, settings, metric_list)
     store = ResultsStore.open_for_writing(out)  # fail before measuring, not after

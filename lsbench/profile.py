@@ -12,6 +12,7 @@ Nothing here prints, saves figures or plots; callbacks tell a caller what is hap
 from __future__ import annotations
 
 import contextlib
+import math
 import functools
 import hashlib
 import os
@@ -37,7 +38,7 @@ from .options import check_pin_cores, check_threads, require_device
 from .resources import check_fits
 from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings, torch_dtype
-from .timing import cpu_threads, summarize, time_cpu, time_cuda
+from .timing import MEDIAN_CI_METHOD, cpu_threads, median_half_width, stop_reason, summarize, time_cpu, time_cuda
 from .training import OPTIMIZER_RECIPES, retry_on_oom, train_step
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
@@ -334,6 +335,17 @@ def _memory_and_energy(rounds: Sequence[Record]) -> list[tuple[str, float, str, 
     return out
 
 
+def _finite_or_none(value: float) -> float | None:
+    """None for an unbounded CI (too few samples for one): records hold JSON numbers only."""
+    return value if math.isfinite(value) else None
+
+
+def _stopped(settings: ProfileSettings, rounds: dict[int, Record]) -> str | None:
+    """Why this model's rounds are over (:func:`lsbench.timing.stop_reason`), or None for another round."""
+    return stop_reason([rounds[r].extra["samples_s"] for r in sorted(rounds)], precision=settings.precision,
+                       min_rounds=settings.min_rounds, max_rounds=settings.rounds, max_s=settings.max_s)
+
+
 def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, rounds: dict[int, Record]
                     ) -> list[Record]:
     """Latency (ms, median + statistics) and throughput (img/s) over every round's samples.
@@ -350,7 +362,9 @@ def _pooled_records(name: str, settings: ProfileSettings, fp: dict, key: str, ro
             if k not in ("samples_s", "round", "run_id", "memory", "energy", "train_steps")}
     runs = sorted({r.extra.get("run_id") for r in ordered if r.extra.get("run_id")})
     extra = {**last, "batch": batch, "rounds": len(ordered), "round_medians_ms": [r.value for r in ordered],
-             "runs": len(runs), "resumed": len(runs) > 1}
+             "runs": len(runs), "resumed": len(runs) > 1, "stop": _stopped(settings, rounds),
+             "precision_reached": _finite_or_none(median_half_width(samples)), "precision_target": settings.precision,
+             "precision_ci": MEDIAN_CI_METHOD}
     if dropped:
         extra["rounds_at_larger_batch"] = dropped
     if "gpu_before" in ordered[0].extra:
@@ -504,14 +518,14 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     with contextlib.ExitStack() as stack:
         timers: dict[str, Timer] = {}
         for name in pending:  # a model whose rounds were all stored before it was pooled
-            if len(rounds[name]) >= settings.rounds:
+            if _stopped(settings, rounds[name]):
                 finish(name)
         for r in range(settings.rounds):
             if only_round is not None and r != only_round:
                 continue
             shift = r % len(pending)
             for name in pending[shift:] + pending[:shift]:
-                if r in rounds[name] or len(rounds[name]) >= settings.rounds or name in failures:
+                if r in rounds[name] or _stopped(settings, rounds[name]) or name in failures:
                     continue
                 if on_start:
                     on_start(f"{name} (round {r + 1}/{settings.rounds})")
@@ -528,7 +542,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                                       "isolated": in_isolated_child(), "samples_s": samples})
                 new.extend(store.append([done]))
                 rounds[name][r] = done
-                if len(rounds[name]) == settings.rounds:
+                if _stopped(settings, rounds[name]):
                     finish(name)
     return done_or_failed()
 

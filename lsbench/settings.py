@@ -40,7 +40,7 @@ MODES = ("infer", "train")
 OPTIMIZERS = ("sgd", "adamw")
 # Fields added after records were stored: left out of key() while at these defaults, so every key
 # (and every resume key) of the settings that existed before stays what it was.
-_KEY_DEFAULTS = {"mode": "infer", "optimizer": None}
+_KEY_DEFAULTS = {"mode": "infer", "optimizer": None, "precision": None, "min_rounds": 3, "max_s": None}
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,13 @@ class ProfileSettings:
     rounds: int = 1
     mode: str = "infer"  # infer | train (a full training step of the unfused model, see lsbench.training)
     optimizer: str | None = None  # train mode: sgd | adamw (None: sgd); None in infer mode
+    # Adaptive stopping (lsbench.timing.stop_reason): with `precision` set, each model runs at least
+    # `min_rounds` rounds, then stops once the 95 % CI half-width of its pooled median is at most `precision`
+    # (relative: 0.01 = ±1 %), or at a cap: `rounds` rounds, or `max_s` timed seconds. Its records say which.
+    # None: exactly `rounds` rounds.
+    precision: float | None = None
+    min_rounds: int = 3
+    max_s: float | None = None
     preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -92,7 +99,7 @@ class ProfileSettings:
         # a list of cores from JSON or 5 vs 5.0 seconds must not produce a different key.
         if self.pin_cores is not None:
             object.__setattr__(self, "pin_cores", tuple(sorted({int(c) for c in self.pin_cores})))
-        for name in ("warmup_s", "measure_s"):
+        for name in ("warmup_s", "measure_s", "precision", "max_s"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, float(value))
@@ -124,6 +131,12 @@ class ProfileSettings:
             raise LsbenchError(f"rounds must be at least 1, got {self.rounds}")
         if self.repeats < 1:
             raise LsbenchError(f"repeats must be at least 1, got {self.repeats}")
+        if self.precision is not None and not 0.0 < self.precision < 1.0:  # NaN fails too
+            raise LsbenchError(f"precision must be between 0 and 1 (0.01 = ±1 %), got {self.precision}")
+        if self.min_rounds < 1:
+            raise LsbenchError(f"min_rounds must be at least 1, got {self.min_rounds}")
+        if self.max_s is not None and not self.max_s > 0:
+            raise LsbenchError(f"max_s must be positive, got {self.max_s}")
         if self.warmup < 0:
             raise LsbenchError(f"warmup must not be negative, got {self.warmup}")
         if self.warmup_s is not None and self.warmup_s < 0:
@@ -204,9 +217,11 @@ class ProfileSettings:
 #   the benchmark.py versions read do not set it themselves, so convolutions ran in TF32 by
 #   PyTorch's default; tf32=True also enables it for matmuls. timm does not reparameterize.
 PRESETS: dict[str, ProfileSettings] = {
+    # Adaptive: rounds of 10 warm-up + 30 timed calls, at least 3, until the pooled median is known to ±1 %,
+    # at most 8 (240 samples: the fixed 5 x 60 protocol it replaces took 300; benchmarks/paper_time.py).
     "cpu": ProfileSettings(
         device="cpu", batch=1, dtype="fp32", threads=1, interop_threads=1,
-        warmup=10, repeats=60, rounds=5, fused=True, preset="cpu",
+        warmup=10, repeats=30, rounds=8, precision=0.01, min_rounds=3, fused=True, preset="cpu",
     ),
     "lsnet": ProfileSettings(
         device="cuda", batch=2048, dtype="fp32", amp=False, channels_last=False, compile=False,

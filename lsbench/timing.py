@@ -2,7 +2,9 @@
 
 Timers return raw per-iteration seconds so that every statistic (median, IQR, bootstrap CI)
 is computed the same way regardless of device; the CPU and CUDA timers share one definition
-of the warm-up and measurement windows (see lsbench.settings.ProfileSettings).
+of the warm-up and measurement windows (see lsbench.settings.ProfileSettings). The adaptive stopping rule
+(:func:`stop_reason`: stop timing a model once its median is known to a relative precision) lives here too,
+beside the statistics it is judged by.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -111,6 +114,90 @@ def _bootstrap_median_ci(data: np.ndarray, confidence: float, n_boot: int, seed:
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(medians, [100.0 * alpha, 100.0 * (1.0 - alpha)])
     return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------------------- adaptive stopping
+#: why the timing of a model stopped: its median reached the precision, it hit a cap (rounds or seconds), or
+#: the settings asked for a fixed number of rounds (no precision target)
+PRECISION, CAP, FIXED = "precision", "cap", "fixed"
+#: the CI that the stopping rule judges, as the records name it
+MEDIAN_CI_METHOD = "order statistics (binomial, distribution-free)"
+
+
+@lru_cache(maxsize=512)
+def _order_rank(n: int, confidence: float) -> int:
+    """The largest rank k (1-based) with P(B <= k-1) <= (1-confidence)/2 for B ~ Binomial(n, 1/2); 0 when
+    even k = 1 is too narrow (n too small for this confidence)."""
+    if n < 1:
+        return 0
+    j = np.arange(1, n // 2 + 1, dtype=np.float64)
+    # log pmf(0..n//2) of Binomial(n, 1/2), built from pmf(j) = pmf(j-1) * (n-j+1) / j (no overflow)
+    log_pmf = np.concatenate(([-n * math.log(2.0)], -n * math.log(2.0) + np.cumsum(np.log((n - j + 1) / j))))
+    cdf = np.cumsum(np.exp(log_pmf))
+    alpha_half = (1.0 - confidence) / 2.0
+    return int(np.count_nonzero(cdf <= alpha_half))  # cdf is increasing: the count is the largest k-1, plus 1
+
+
+def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the median: the order statistics x(k) and x(n+1-k) of the sorted samples.
+
+    For independent samples of any continuous distribution the number below the true median is
+    Binomial(n, 1/2), so [x(k), x(n+1-k)] holds the median with probability 1 - 2 P(B <= k-1) >=
+    ``confidence`` (k the largest rank that keeps it so). This is exact, not an asymptotic or resampling
+    estimate, it needs no seed, and it costs one O(n) partition: cheap enough to check after every round
+    (or every sample), which the bootstrap of :func:`summarize` (2000 resamples) is not. Returns
+    (-inf, inf) when n is too small for any interval at ``confidence`` (n <= 5 at 95 %).
+    """
+    data = np.asarray(samples, dtype=np.float64).ravel()
+    if data.size == 0:
+        raise LsbenchError("cannot compute the CI of an empty list of timing samples")
+    if not 0.0 < confidence < 1.0:
+        raise LsbenchError(f"confidence must be between 0 and 1, got {confidence}")
+    n = int(data.size)
+    k = _order_rank(n, float(confidence))
+    if k == 0:
+        return -math.inf, math.inf
+    part = np.partition(data, [k - 1, n - k])
+    return float(part[k - 1]), float(part[n - k])
+
+
+def median_half_width(samples: Sequence[float], confidence: float = 0.95) -> float:
+    """Half the width of :func:`median_ci`, relative to the median (0.01 = ±1 %); inf when unbounded."""
+    low, high = median_ci(samples, confidence)
+    median = float(np.median(np.asarray(samples, dtype=np.float64)))
+    if not math.isfinite(high - low) or median <= 0:
+        return math.inf
+    return (high - low) / 2.0 / median
+
+
+def stop_reason(rounds: Sequence[Sequence[float]], *, precision: float | None, min_rounds: int,
+                max_rounds: int, max_s: float | None = None, confidence: float = 0.95) -> str | None:
+    """Why to stop timing a model after ``rounds`` (its per-round samples, seconds), or None for another round.
+
+    What is controlled is the precision of the number that is reported: the median of the samples pooled
+    over every round, its CI by :func:`median_ci` (the check runs once per round, and costs one partition).
+    Before ``min_rounds`` rounds it never stops on precision, so that interleaving still spreads a slow
+    episode of the machine and the between-build variation over several rounds; then :data:`PRECISION`
+    once the relative half-width is at most ``precision``. :data:`CAP` at ``max_rounds`` rounds, or once the
+    timed seconds (the sum of the samples) reach ``max_s``. Without ``precision`` it is the fixed rule:
+    :data:`FIXED` at ``max_rounds``. The answer depends on the samples only, so a resumed sweep decides as
+    the uninterrupted one would have.
+
+    The CI treats the pooled samples as independent; rounds whose medians differ (one build placed worse
+    than another) widen it only through the spread of the pooled samples, which is why rounds stay
+    interleaved and ``min_rounds`` stays above one.
+    """
+    done = len(rounds)
+    if precision is None:
+        return FIXED if done >= max_rounds else None
+    if done == 0:
+        return None
+    pooled = [s for r in rounds for s in r]
+    if done >= min(min_rounds, max_rounds) and median_half_width(pooled, confidence) <= precision:
+        return PRECISION
+    if done >= max_rounds or (max_s is not None and sum(pooled) >= max_s):
+        return CAP
+    return None
 
 
 def _thread_ids() -> list[int]:

@@ -18,8 +18,9 @@ from lsbench.results import ResultsStore
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ["mobilenetv3_small_100", "efficientvit_m0", "lsnet_t"]
-# the default CPU preset (5 interleaved rounds, 1 thread, batch 1) with short windows and a small input
+# the default CPU preset (1 thread, batch 1) with 5 fixed interleaved rounds, short windows and a small input
 ARGS = ["profile", "--models", ",".join(MODELS), "--resolution", "64", "--repeats", "3", "--warmup", "1",
+        "--rounds", "5", "--precision", "off",  # fixed rounds: what is checked here is the resume
         "--counters", "fvcore", "--format", "csv"]
 
 

@@ -49,9 +49,10 @@ def test_as_dict_is_json_ready_and_round_trips():
 
 def test_key_is_sha1_of_sorted_json_without_preset_label():
     s = ProfileSettings(batch=4, resolution=224)
-    # fields added after records were stored (mode, optimizer) stay out while at their defaults: old keys hold
-    fields = {k: v for k, v in s.as_dict().items() if k != "preset" and (k, v) not in {("mode", "infer"),
-                                                                                       ("optimizer", None)}}
+    # fields added after records were stored (mode, optimizer, the adaptive stop) stay out while at their
+    # defaults: old keys hold
+    later = {("mode", "infer"), ("optimizer", None), ("precision", None), ("min_rounds", 3), ("max_s", None)}
+    fields = {k: v for k, v in s.as_dict().items() if k != "preset" and (k, v) not in later}
     expected = hashlib.sha1(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert s.key() == expected
     assert len(s.key()) == 12
@@ -93,7 +94,8 @@ def test_paper_presets_hold_the_published_protocols():
 
     cpu = get_preset("cpu")
     assert (cpu.device, cpu.batch, cpu.dtype, cpu.threads, cpu.warmup, cpu.repeats, cpu.rounds, cpu.fused) == (
-        "cpu", 1, "fp32", 1, 10, 60, 5, True)
+        "cpu", 1, "fp32", 1, 10, 30, 8, True)
+    assert (cpu.precision, cpu.min_rounds, cpu.max_s) == (0.01, 3, None)  # adaptive: ±1 %, 3 to 8 rounds
     assert all(p.preset == name for name, p in PRESETS.items())
 
 
