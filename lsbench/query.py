@@ -22,7 +22,7 @@ from lsbench.errors import LsbenchError
 from lsbench.settings import EAGER, RUNTIMES
 
 __all__ = ["col", "is_missing", "plain", "hardware", "runtime", "settings_signature", "where", "measured",
-           "metric_rows", "newest", "select", "one_group", "first_value", "value_of", "SETTINGS_LABELS"]
+           "metric_rows", "mode", "inference", "newest", "select", "one_group", "first_value", "value_of", "SETTINGS_LABELS"]
 
 # runtime labels of old records that mean plain PyTorch
 _EAGER_LABELS = frozenset({"torch", "pytorch", EAGER})
@@ -117,13 +117,24 @@ def where(rows: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
     return rows.loc[mask.fillna(False).astype(bool)]
 
 
+def mode(frame: pd.DataFrame) -> pd.Series:
+    """Per row, what one timed step did: ``infer`` or ``train`` (records from before train mode: infer)."""
+    named = col(frame, "settings_mode")
+    return pd.Series([m if isinstance(m, str) and m else "infer" for m in named], index=frame.index, dtype=object)
+
+
+def inference(rows: pd.DataFrame) -> pd.DataFrame:
+    """The inference rows: the paper tables and Pareto figures compare forward passes, never a train step."""
+    return where(rows, mode(rows) == "infer")
+
+
 def measured(frame: pd.DataFrame | None) -> pd.DataFrame:
     """The measured (not reported) rows, with ``time`` as UTC timestamps."""
     if frame is None or frame.empty:
-        return pd.DataFrame(columns=["model", "metric", "value", "source", "time", "hardware", "runtime"])
+        return pd.DataFrame(columns=["model", "metric", "value", "source", "time", "hardware", "runtime", "mode"])
     rows = where(frame, col(frame, "source").fillna("measured") == "measured").copy()
     rows["time"] = pd.to_datetime(col(rows, "time"), utc=True, errors="coerce")
-    for name, derive in (("hardware", hardware), ("runtime", runtime)):
+    for name, derive in (("hardware", hardware), ("runtime", runtime), ("mode", mode)):
         if name not in rows.columns:
             rows[name] = derive(rows)
     return rows

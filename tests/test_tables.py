@@ -114,6 +114,24 @@ def test_paper_table_values_flags_and_newest_record(results):
     assert "1 other settings/hardware group" in provenance
 
 
+def test_paper_table_never_takes_a_train_step(tmp_path):
+    """A train-mode run of the same models (more of them, newer) is not an inference figure: the GPU
+    throughput and CPU latency columns keep the inference records."""
+    t = "2025-03-0{}T12:00:00.000+00:00".format
+    store = ResultsStore(tmp_path / "results")
+    train_gpu = {**LSNET_GPU, "batch": 256, "mode": "train", "optimizer": "sgd", "preset": "timm+train"}
+    train_cpu = {**CPU, "mode": "train", "optimizer": "sgd", "fused": False, "preset": "cpu+train"}
+    store.append([
+        _rec("lsnet_t", "throughput", 15_000.0, "img/s", t(1), LSNET_GPU, H200),
+        _rec("lsnet_t", "latency", 12.5, "ms", t(1), CPU, CPU_FP),
+        *[_rec(m, "throughput", 3_000.0, "img/s", t(2), train_gpu, H200) for m in ("lsnet_t", "repvit_m0_9")],
+        *[_rec(m, "latency", 800.0, "ms", t(2), train_cpu, CPU_FP) for m in ("lsnet_t", "repvit_m0_9")],
+    ])
+    table = paper_table(store.frame(), models=["lsnet_t", "repvit_m0_9"]).set_index("model")
+    assert table.at["lsnet_t", "gpu_img_s"] == 15_000.0 and table.at["lsnet_t", "cpu_ms"] == 12.5
+    assert math.isnan(table.at["repvit_m0_9", "gpu_img_s"]) and math.isnan(table.at["repvit_m0_9", "cpu_ms"])
+
+
 def test_paper_table_selectors(results):
     t = paper_table(results, models=["lsnet_t", "lsnet_s"], gpu="lsnet+quick").set_index("model")
     assert t.at["lsnet_s", "gpu_img_s"] == 2_000.0 and math.isnan(t.at["lsnet_t", "gpu_img_s"])

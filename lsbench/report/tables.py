@@ -205,7 +205,7 @@ def paper_table(frame: pd.DataFrame | None, models: Sequence[str] | None = None,
     <published>", or None when there is nothing to compare.
     """
     names = _models(models)
-    rows = query.measured(frame)
+    rows = query.inference(query.measured(frame))
 
     params = query.newest(query.metric_rows(rows, "params_fused"))
     macs_rows = query.metric_rows(rows, "macs", counter="fvcore")
