@@ -273,6 +273,94 @@ def _place_labels(ax, entries, renderer, avoid) -> None:
         taken.append(chosen)
 
 
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "lsbench", "font.size": 10}
+
+
+def _family_styles(points: pd.DataFrame, highlight_family: str | None) -> tuple[list[str], dict]:
+    """Families in registry order (the highlighted one first) and their (colour, marker)."""
+    families = list(dict.fromkeys(_order(points)["family"]))
+    if highlight_family in families:
+        families.remove(highlight_family)
+        families.insert(0, highlight_family)
+    return families, _styles(families)
+
+
+def _draw_panel(ax, points: pd.DataFrame, extra: pd.DataFrame | None, styles: dict, highlight_family: str | None,
+                better: str) -> list[tuple]:
+    """Frontier of ``points``, every point (hollow when reported), ``extra`` joined to the same model's main
+    point; returns the label entries for :func:`_place_labels`."""
+    frontier = pareto_frontier(points, "x", "top1", x_better=better)
+    ax.step(frontier["x"], frontier["top1"], where="post" if better == "lower" else "pre",
+            color="0.35", linestyle="--", linewidth=1.2, zorder=1)
+    label_entries = []
+    main = {row["model"]: (row["x"], row["top1"]) for _, row in points.iterrows()}
+    for part, is_overlay in ((points, False), (extra, True)):
+        if part is None:
+            continue
+        for _, p in part.iterrows():
+            color, marker = styles[p["family"]]
+            big = p["family"] == highlight_family
+            hollow = p["source"] == "reported"
+            size = 170 if big else 60
+            if marker == "*":
+                size *= 1.6
+            ax.scatter([p["x"]], [p["top1"]], s=size, marker=marker,
+                       facecolors="none" if hollow else color, edgecolors=color,
+                       linewidths=1.6 if hollow else 0.6, zorder=4 if big else 3)
+            label, text_color, italic = p["model"], color if big else "0.15", False
+            if is_overlay:  # the other source: grey italic, joined to the same model's main point
+                text_color, italic = "0.45", True
+                if p["model"] in main:
+                    mx, my = main[p["model"]]
+                    ax.plot([mx, p["x"]], [my, p["top1"]], linestyle=":", color="0.6", linewidth=1, zorder=2)
+                    label = f"{p['model']} ({p['source']})"
+            label_entries.append((p["x"], p["top1"], label, big and not is_overlay, text_color, italic))
+    ax.margins(x=0.12, y=0.1)
+    ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
+    ax.set_axisbelow(True)
+    return label_entries
+
+
+def _axis_text(ax, x_metric: str, device: str, unit: str, better: str, src: str) -> None:
+    what = _X_NAMES[x_metric]
+    direction = "lower is better" if better == "lower" else "higher is better"
+    stat = "median, " if x_metric == "latency" else ""
+    ax.set_xlabel(f"{what} on {device} ({unit}, {stat}{src}; {direction})")
+    ax.set_ylabel("ImageNet-1K top-1 (%, published)")
+
+
+def _legend_handles(points: pd.DataFrame, families: Sequence[str], styles: dict, highlight_family: str | None,
+                    src: str) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for family in families:
+        color, marker = styles[family]
+        big = family == highlight_family
+        hollow = set(points.loc[points["family"] == family, "source"]) == {"reported"}
+        handles.append(Line2D([], [], linestyle="none", marker=marker, color=color,
+                              markerfacecolor="none" if hollow else color, markeredgewidth=1.5,
+                              markersize=(13 if marker == "*" else 9) if big else 7, label=family))
+    handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"Pareto frontier ({src})"))
+    sources = set(points["source"])
+    if "reported" in sources:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
+                              markeredgecolor="0.3", markersize=7, label="hollow: reported (cited)"))
+    if "measured" in sources and len(sources) > 1:
+        handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=7,
+                              label="filled: measured here"))
+    return handles
+
+
+def _write(fig, paths: Sequence[Path]) -> None:
+    try:
+        for p in paths:
+            fig.savefig(p, dpi=150 if p.suffix == ".png" else None,
+                        metadata={"Date": None} if p.suffix == ".svg" else None)
+    except OSError as exc:
+        raise LsbenchError(f"cannot write figure {p}: {exc.strerror or exc}") from None
+
+
 def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol_label: str | None,
                 path: str | Path, source: str = "measured", highlight_family: str | None = "LSNet", *,
                 overlay: pd.DataFrame | None = None, models: Sequence[str] | None = None,
@@ -325,72 +413,20 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     everything = points if extra is None else pd.concat([points, extra], ignore_index=True)
-    families = list(dict.fromkeys(_order(everything)["family"]))
-    if highlight_family in families:
-        families.remove(highlight_family)
-        families.insert(0, highlight_family)
-    styles = _styles(families)
+    families, styles = _family_styles(everything, highlight_family)
 
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "lsbench", "font.size": 10}):
+    with rc_context(_RC):
         fig = Figure(figsize=(9.6, 5.8), layout="constrained")
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        frontier = pareto_frontier(points, "x", "top1", x_better=better)
-        ax.step(frontier["x"], frontier["top1"], where="post" if better == "lower" else "pre",
-                color="0.35", linestyle="--", linewidth=1.2, zorder=1)
-        label_entries = []
-        main = {row["model"]: (row["x"], row["top1"]) for _, row in points.iterrows()}
-        for part, is_overlay in ((points, False), (extra, True)):
-            if part is None:
-                continue
-            for _, p in part.iterrows():
-                color, marker = styles[p["family"]]
-                big = p["family"] == highlight_family
-                hollow = p["source"] == "reported"
-                size = 170 if big else 60
-                if marker == "*":
-                    size *= 1.6
-                ax.scatter([p["x"]], [p["top1"]], s=size, marker=marker,
-                           facecolors="none" if hollow else color, edgecolors=color,
-                           linewidths=1.6 if hollow else 0.6, zorder=4 if big else 3)
-                label, text_color, italic = p["model"], color if big else "0.15", False
-                if is_overlay:  # the other source: grey italic, joined to the same model's main point
-                    text_color, italic = "0.45", True
-                    if p["model"] in main:
-                        mx, my = main[p["model"]]
-                        ax.plot([mx, p["x"]], [my, p["top1"]], linestyle=":", color="0.6", linewidth=1, zorder=2)
-                        label = f"{p['model']} ({p['source']})"
-                label_entries.append((p["x"], p["top1"], label, big and not is_overlay, text_color, italic))
-        ax.margins(x=0.12, y=0.1)
-        ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
-        ax.set_axisbelow(True)
-        what = _X_NAMES[x_metric]
-        direction = "lower is better" if better == "lower" else "higher is better"
-        stat = "median, " if x_metric == "latency" else ""
+        label_entries = _draw_panel(ax, points, extra, styles, highlight_family, better)
         src = "measured" if source == "measured" else "published"
-        ax.set_xlabel(f"{what} on {device} ({unit}, {stat}{src}; {direction})")
-        ax.set_ylabel("ImageNet-1K top-1 (%, published)")
+        _axis_text(ax, x_metric, device, unit, better, src)
         subtitle = textwrap.fill(str(protocol_label), width=100)
         ax.set_title(title or f"Top-1 vs {x_metric} on {device}\n{subtitle}", fontsize=11)
-        handles = []
-        for family in families:
-            color, marker = styles[family]
-            big = family == highlight_family
-            hollow = set(everything.loc[everything["family"] == family, "source"]) == {"reported"}
-            handles.append(Line2D([], [], linestyle="none", marker=marker, color=color,
-                                  markerfacecolor="none" if hollow else color, markeredgewidth=1.5,
-                                  markersize=(13 if marker == "*" else 9) if big else 7, label=family))
-        handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"Pareto frontier ({src})"))
-        sources = set(everything["source"])
-        if "reported" in sources:
-            handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
-                                  markeredgecolor="0.3", markersize=7, label="hollow: reported (cited)"))
-        if "measured" in sources and len(sources) > 1:
-            handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=7,
-                                  label="filled: measured here"))
+        handles = _legend_handles(everything, families, styles, highlight_family, src)
         # outside the axes: with a dozen families a legend inside always covers some point or label
         legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
                            fontsize=8.5, framealpha=0.9)
@@ -401,12 +437,7 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
         renderer = canvas.get_renderer()
         lb = legend.get_window_extent(renderer)
         _place_labels(ax, label_entries, renderer, [(lb.x0, lb.y0, lb.x1, lb.y1)])
-        try:
-            for p in paths:
-                fig.savefig(p, dpi=150 if p.suffix == ".png" else None,
-                            metadata={"Date": None} if p.suffix == ".svg" else None)
-        except OSError as exc:
-            raise LsbenchError(f"cannot write figure {p}: {exc.strerror or exc}") from None
+        _write(fig, paths)
     return paths
 
 
