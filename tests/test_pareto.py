@@ -233,3 +233,17 @@ def test_measured_beside_published_is_built_from_the_records(tmp_path):
     assert "not measured" in svg and "Test CPU 9000" in svg and "NVIDIA RTX 3090" in svg
     assert all(f">{m}<" in svg for m in [*stored, *only.index])
     assert ">repvit_m0_9<" not in svg
+
+
+def test_noxfile_measures_every_buildable_model_of_the_lsnet_figure():
+    import ast
+    from pathlib import Path
+
+    from lsbench.report.pareto import figure_models
+
+    tree = ast.parse((Path(__file__).parents[1] / "noxfile.py").read_text())
+    values = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    buildable, reported_only = figure_models()
+    assert values["LSNET_FIGURE_MODELS"].split(",") == buildable
+    assert set(reported_only) == {"edgevit_xxs", "edgevit_xs", "affnet_et", "affnet"}
