@@ -14,6 +14,13 @@ PAPER_MODELS = ("lsnet_t,lsnet_s,lsnet_b,efficientvit_m0,efficientvit_m1,efficie
                 "efficientvit_m4,efficientvit_m5,repvit_m0_9,repvit_m1_0,repvit_m1_1,mobilenetv3_small_100,"
                 "mobilenetv3_large_100,fastvit_t8,fastvit_t12")
 RESULTS = "reports/results"
+# The LSNet throughput figure's models that the registry can build (lsbench.report.pareto.figure_models()),
+# measured on this CPU under the LSNet protocol scaled down: batch 16 at 224 px, fused, fp32, 1 thread (the
+# cores are shared; one thread per measurement keeps the neighbours' load out of it), 3 interleaved rounds.
+LSNET_FIGURE_MODELS = ("lsnet_t,lsnet_s,lsnet_b,efficientvit_m3,efficientvit_m4,efficientvit_m5,fastvit_t8,"
+                       "fastvit_t12,fastvit_s12,fasternet_t0,fasternet_t1,fasternet_t2,mobilevit_xxs,mobilevit_xs,"
+                       "mobilevit_s,edgenext_xx_small,edgenext_x_small,edgenext_small")
+LSNET_FIGURE_RESULTS = "reports/lsnet_figure_cpu"
 
 
 @nox.session
@@ -53,3 +60,9 @@ def paper(session):
     session.run("lsbench", "pareto", "--results", RESULTS, "--device", "onnxruntime")
     session.run("lsbench", "pareto", "--reported", "--device", "NVIDIA RTX 3090")
     session.run("lsbench", "pareto", "--reported", "--device", "NVIDIA H200", "--protocol", "lsnet_short")
+    if "--fresh" in session.posargs:
+        session.run("rm", "-rf", LSNET_FIGURE_RESULTS, external=True)
+    session.run("lsbench", "profile", "--models", LSNET_FIGURE_MODELS, "--batch", "16", "--resolution", "224",
+                "--threads", "1", "--metrics", "latency", "--warmup", "2", "--repeats", "8", "--rounds", "3",
+                "--out", LSNET_FIGURE_RESULTS, "--format", "md")
+    session.run("lsbench", "pareto", "--results", LSNET_FIGURE_RESULTS, "--device", "cpu", "--beside-published")

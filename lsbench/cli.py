@@ -364,6 +364,8 @@ def pareto(results: Path = typer.Option(Path("results"), "--results", help="resu
            overlay: bool = typer.Option(False, "--overlay", help="add the published figures on the same device"),
            protocol: Optional[str] = typer.Option(None, help="published protocol when a device has several"),
            models: Optional[str] = typer.Option(None, "--models", "-m"),
+           beside: bool = typer.Option(False, "--beside-published",
+                                       help="measured throughput of the LSNet figure's models beside that figure"),
            out: Path = typer.Option(Path("reports/figures"), "--out", help="output directory")) -> None:
     """Accuracy against latency or throughput on one device under one protocol, frontier drawn."""
     from .options import split_models
@@ -373,7 +375,7 @@ def pareto(results: Path = typer.Option(Path("results"), "--results", help="resu
     names = split_models(models) if models else None
     store = None if reported else open_results(results)
     paths = pareto_figure(None if store is None else store.frame(), device, out, metric=metric, overlay=overlay,
-                          protocol=protocol, models=names)
+                          protocol=protocol, models=names, beside_published=beside)
     if store is not None:
         _warn_store(store)
     console.print("written: " + ", ".join(str(p) for p in paths))

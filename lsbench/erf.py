@@ -16,7 +16,11 @@ whose centred (2i+1) x (2i+1) square holds more than t of the normalised map's t
 
 The model is measured with the weights it is given (random initialisation unless a checkpoint is
 loaded) and in eval mode (BatchNorm uses its running statistics, so the images of a batch are
-independent and batching does not change the map).
+independent and batching does not change the map). By default the gradients are taken through its
+deploy form (:func:`zoo.reparameterize`: eval-mode BatchNorm and re-parameterizable branches folded into
+the convolutions): the same function in exact arithmetic, so the same ERF, for about two thirds of the
+time. In float32 the two forms round differently; both stay as close to a float64 computation of the
+unfused model as each other (``benchmarks/erf_speed.py`` measures it, ``tests/test_erf.py`` checks it).
 """
 from __future__ import annotations
 
@@ -315,9 +319,19 @@ def final_stage(model: nn.Module, x: Tensor, layers: Sequence[str | int]) -> str
     return last[0] if same else None
 
 
+def _deploy_form(model: nn.Module) -> nn.Module:
+    """A re-parameterized copy in the model's own mode (the folding needs eval-mode statistics, so it is taken
+    in eval mode; erf_maps runs in eval mode anyway)."""
+    from zoo import reparameterize
+
+    fused = reparameterize(model)
+    fused.train(model.training)
+    return fused
+
+
 def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("final",), *, batch_size: int = 1,
              device: str | torch.device = "cpu", normalize: bool = True, progress: bool = True,
-             description: str = "ERF") -> dict[str | int, np.ndarray]:
+             description: str = "ERF", fuse: bool = True) -> dict[str | int, np.ndarray]:
     """ERF maps of several layers of ``model``, one ``(H, W)`` array per layer.
 
     ``layers``: ``"final"`` (``forward_features``) and/or 0-based stage indices (:func:`stage_outputs`).
@@ -329,6 +343,10 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
     as a forward of its own), one backward per distinct layer, and ``"final"`` shares the last stage's
     map when ``forward_features`` is that stage (:func:`final_is_last_stage`). Images are independent in
     eval mode, so ``batch_size`` images go through each pass together.
+
+    ``fuse`` (default): differentiate a re-parameterized copy (:func:`zoo.reparameterize`; ``model`` itself is
+    not changed), which skips every BatchNorm and the extra RepVGG branches in the forward and backward
+    passes; ``fuse=False`` differentiates ``model`` as it is.
     """
     layers = _check_layers(layers)
     if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
@@ -337,6 +355,7 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
         raise LsbenchError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device)
     n, _, h, w = images.shape
+    model = _deploy_form(model) if fuse else model
     model = model.to(device)
     alias = final_stage(model, images[:1].to(device), layers)
     sums = {layer: torch.zeros(h, w, dtype=torch.float64) for layer in layers}
@@ -431,12 +450,13 @@ def _create_model(name: str, checkpoint: str | Path | None) -> nn.Module:
 
 def erf_analysis(models: Sequence[str], images: Tensor, weights: dict[str, str | Path | None] | None = None,
                  stages: bool = True, seed: int = 0, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                 batch_size: int = 1, device: str | torch.device = "cpu", progress: bool = True):
+                 batch_size: int = 1, device: str | torch.device = "cpu", progress: bool = True,
+                 fuse: bool = True):
     """ERF of each model (final features and, with ``stages``, every stage output).
 
     ``weights`` maps a model name to a checkpoint path, or None / absent for random init
     (``torch.manual_seed(seed)`` is called before each model is created, so random-init results
-    are reproducible). Returns ``(maps, table)``: ``maps[model][layer]`` is the normalised map,
+    are reproducible). ``fuse``: through the deploy form, as in :func:`erf_maps`. Returns ``(maps, table)``: ``maps[model][layer]`` is the normalised map,
     layer being ``"final"`` or ``"stage<i>"``; ``table`` is a tidy DataFrame with one row per
     (model, layer, threshold) and columns model, layer, threshold, side, ratio, weights, sha256,
     size, num_images.
@@ -458,13 +478,15 @@ def erf_analysis(models: Sequence[str], images: Tensor, weights: dict[str, str |
         label, digest = weights_label(ckpt)
         torch.manual_seed(seed)
         model = _create_model(name, ckpt)
+        if fuse:
+            model = _deploy_form(model)  # once, before the probe, so the probe runs the cheaper form too
         layers: list[str | int] = ["final"]
         if stages:
             with torch.no_grad(), _eval_mode(model):
                 probe = stage_outputs(model.to(device), images[:1].to(device))
             layers += list(range(len(probe)))
         result = erf_maps(model, images, layers, batch_size=batch_size, device=device, progress=progress,
-                          description=f"ERF {name}")
+                          description=f"ERF {name}", fuse=False)
         maps[name] = {}
         for layer in layers:
             m = result[layer]

@@ -112,6 +112,9 @@ def _cases():
         (["pareto", "--results", "{cpu}", "--metric", "flops"], "unknown x metric 'flops'"),
         (["pareto", "--results", "{cpu}", "--device", "NVIDIA A100"], "no measured latency on 'NVIDIA A100'"),
         (["pareto", "--results", "{cpu}", "--overlay"], "no published latency on X"),
+        (["pareto", "--reported", "--beside-published"], "--beside-published draws measured throughput"),
+        (["pareto", "--results", "{cpu}", "--beside-published", "--metric", "latency"], "it takes --results"),
+        (["pareto", "--results", "{cpu}", "--beside-published"], "no measured throughput in the results"),
         # export
         (["export", "lsnet_t", "--format", ""], "no export format given"),
         (["export", "lsnet_t", "--format", "onnx,bogus"], "unknown export format 'bogus'"),

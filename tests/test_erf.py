@@ -173,16 +173,41 @@ def test_shared_forward_gives_the_reference_maps_on_lsnet(batch_size):
 
     torch.manual_seed(0)
     model = create_model("lsnet_t")
-    images = torch.randn(2, 3, 64, 64)
+    images = torch.randn(1, 3, 64, 64)
     layers = ["final", 0, 1, 2, 3]
     assert erf.final_stage(model, images[:1], layers) == 3  # LSNet: forward_features is the last stage
-    new = erf.erf_maps(model, images, layers, batch_size=batch_size, progress=False)
+    new = erf.erf_maps(model, images, layers, batch_size=batch_size, progress=False, fuse=False)
     ref = _reference_maps(model, images, layers)
     # one image per pass: the same numbers; batched kernels may round float32 sums differently (~1e-7)
     atol = 1e-9 if batch_size == 1 else 2e-6
     for layer in layers:
         np.testing.assert_allclose(new[layer], ref[layer], rtol=1e-6, atol=atol, err_msg=str(layer))
     assert all(p.requires_grad for p in model.parameters())  # restored after the frozen pass
+
+
+def test_deploy_form_gives_the_same_maps_as_the_model_as_built():
+    """The default path differentiates the re-parameterized copy. "Same" here: every normalised map (max 1)
+    within 1e-5 of the unfused float32 map, both within 2e-6 of the unfused model's maps computed in float64
+    (the unfused path is checked against the plain way above), and the same area ratios; the model handed in
+    is left as it was."""
+    import copy
+
+    from zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lsnet_t")
+    images = torch.randn(1, 3, 64, 64)
+    layers = ["final", 0, 1, 2, 3]
+    exact = erf.erf_maps(copy.deepcopy(model).double(), images.double(), layers, progress=False, fuse=False)
+    fused = erf.erf_maps(model, images, layers, progress=False)
+    unfused = erf.erf_maps(model, images, layers, progress=False, fuse=False)
+    for layer in layers:
+        np.testing.assert_allclose(fused[layer], unfused[layer], rtol=0, atol=1e-5, err_msg=str(layer))
+        np.testing.assert_allclose(fused[layer], exact[layer], rtol=0, atol=2e-6, err_msg=str(layer))
+        np.testing.assert_allclose(unfused[layer], exact[layer], rtol=0, atol=2e-6, err_msg=str(layer))
+        assert erf.area_ratios(fused[layer]) == erf.area_ratios(unfused[layer])
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # not folded in place
 
 
 def test_final_map_has_its_own_pass_when_forward_features_is_not_the_last_stage():

@@ -177,3 +177,73 @@ def test_pareto_command_resolves_cpu_to_the_cpu_that_ran(tmp_path):
                                       "--out", str(tmp_path / "figs")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "figs" / "pareto_latency_test_cpu_9000.png").is_file()
+
+
+CPU16 = {"device": "cpu", "batch": 16, "resolution": 224, "dtype": "fp32", "threads": 1, "fused": True,
+         "preset": "cpu"}
+
+
+def _cpu_throughput(model, value):
+    return Record(model=model, metric="throughput", value=value, unit="img/s", settings=CPU16,
+                  fingerprint={"cpu_model": "Test CPU 9000"}, time="2026-12-01T00:00:00+00:00")
+
+
+def test_measured_beside_published_is_built_from_the_records(tmp_path):
+    """The measured panel's points are the stored records' values (top-1 from the cards), the published panel
+    is the LSNet figure, and the reported-only models (no code) are hollow, published, never measured."""
+    import zoo
+    from matplotlib.colors import to_rgba
+
+    from lsbench.report.pareto import beside_published_figure, beside_published_points, plot_beside_published
+
+    stored = {"lsnet_t": 61.5, "lsnet_b": 20.25, "fasternet_t0": 80.0, "edgenext_small": 17.0}
+    frame = _store(tmp_path, [_cpu_throughput(m, v) for m, v in stored.items()]
+                   + [_cpu_throughput("repvit_m0_9", 50.0)])  # measured but not in the LSNet figure: left out
+    pts = beside_published_points(frame, "cpu")
+    measured = pts[pts["panel"] == "measured"].set_index("model")
+    assert dict(measured["x"]) == stored and (measured["source"] == "measured").all()
+    for model in stored:
+        assert measured.at[model, "top1"] == zoo.get_card(model).published("top1")
+    only = pts[pts["panel"] == "reported_only"].set_index("model")
+    assert set(only.index) == {"edgevit_xxs", "edgevit_xs", "affnet_et", "affnet"}
+    assert (only["source"] == "reported").all() and only.at["edgevit_xxs", "x"] == 3670.0  # its RTX 3090 figure
+    published = pts[pts["panel"] == "published"]
+    assert len(published) == 22 and (published["source"] == "reported").all()
+    assert pts.attrs["device"] == "Test CPU 9000" and "lsnet_s" in pts.attrs["not_measured"]
+
+    fig, _ = beside_published_figure(pts)
+    left, right, strip = fig.axes[:3]
+
+    def drawn(ax):
+        out = []
+        for c in ax.collections:
+            (x, y), face = c.get_offsets()[0], c.get_facecolors()
+            out.append((float(x), float(y), len(face) > 0 and face[0][3] > 0))
+        return out
+
+    assert sorted((x, y) for x, y, _ in drawn(right)) == sorted(
+        (v, zoo.get_card(m).published("top1")) for m, v in stored.items())
+    assert all(filled for *_, filled in drawn(right))  # measured: filled
+    assert not any(filled for *_, filled in drawn(left))  # the published figure: hollow
+    assert sorted(y for _, y, _ in drawn(strip)) == sorted(only["top1"])
+    assert not any(filled for *_, filled in drawn(strip))
+    assert to_rgba(strip.collections[0].get_edgecolors()[0]) != to_rgba("none")
+    paths = plot_beside_published(pts, tmp_path / "figs" / "beside")
+    svg = paths[1].read_text(encoding="utf-8")
+    assert "not measured" in svg and "Test CPU 9000" in svg and "NVIDIA RTX 3090" in svg
+    assert all(f">{m}<" in svg for m in [*stored, *only.index])
+    assert ">repvit_m0_9<" not in svg
+
+
+def test_noxfile_measures_every_buildable_model_of_the_lsnet_figure():
+    import ast
+    from pathlib import Path
+
+    from lsbench.report.pareto import figure_models
+
+    tree = ast.parse((Path(__file__).parents[1] / "noxfile.py").read_text())
+    values = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    buildable, reported_only = figure_models()
+    assert values["LSNET_FIGURE_MODELS"].split(",") == buildable
+    assert set(reported_only) == {"edgevit_xxs", "edgevit_xs", "affnet_et", "affnet"}

@@ -26,7 +26,8 @@ from lsbench.settings import EAGER
 from .render import figure_paths
 
 __all__ = ["pareto_frontier", "measured_points", "reported_pareto_frame", "plot_pareto", "pareto_figure", "POINT_COLUMNS",
-           "X_METRICS"]
+           "X_METRICS", "LSNET_FIGURE", "figure_models", "beside_published_points", "beside_published_figure",
+           "plot_beside_published"]
 
 X_METRICS = {"latency": ("ms", "lower"), "throughput": ("img/s", "higher"), "energy_per_image": ("J/img", "lower")}
 _X_NAMES = {"latency": "Latency", "throughput": "Throughput", "energy_per_image": "Energy per image"}
@@ -84,7 +85,7 @@ def _matches(value: Any, device: str) -> bool:
 
 def _settings_text(signature: str, preset: Any) -> str:
     settings = json.loads(signature) if signature else {}
-    keep = ("device", "batch", "dtype", "threads", "rounds")
+    keep = ("device", "batch", "resolution", "dtype", "threads", "warmup", "repeats", "rounds")
     flags = ("amp", "fused", "channels_last", "compile", "jit_trace")  # named only when on
     parts = [f"preset {preset}"] if isinstance(preset, str) else []
     parts += [f"{k}={settings[f'settings_{k}']}" for k in keep if f"settings_{k}" in settings]
@@ -273,6 +274,94 @@ def _place_labels(ax, entries, renderer, avoid) -> None:
         taken.append(chosen)
 
 
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "lsbench", "font.size": 10}
+
+
+def _family_styles(points: pd.DataFrame, highlight_family: str | None) -> tuple[list[str], dict]:
+    """Families in registry order (the highlighted one first) and their (colour, marker)."""
+    families = list(dict.fromkeys(_order(points)["family"]))
+    if highlight_family in families:
+        families.remove(highlight_family)
+        families.insert(0, highlight_family)
+    return families, _styles(families)
+
+
+def _draw_panel(ax, points: pd.DataFrame, extra: pd.DataFrame | None, styles: dict, highlight_family: str | None,
+                better: str) -> list[tuple]:
+    """Frontier of ``points``, every point (hollow when reported), ``extra`` joined to the same model's main
+    point; returns the label entries for :func:`_place_labels`."""
+    frontier = pareto_frontier(points, "x", "top1", x_better=better)
+    ax.step(frontier["x"], frontier["top1"], where="post" if better == "lower" else "pre",
+            color="0.35", linestyle="--", linewidth=1.2, zorder=1)
+    label_entries = []
+    main = {row["model"]: (row["x"], row["top1"]) for _, row in points.iterrows()}
+    for part, is_overlay in ((points, False), (extra, True)):
+        if part is None:
+            continue
+        for _, p in part.iterrows():
+            color, marker = styles[p["family"]]
+            big = p["family"] == highlight_family
+            hollow = p["source"] == "reported"
+            size = 170 if big else 60
+            if marker == "*":
+                size *= 1.6
+            ax.scatter([p["x"]], [p["top1"]], s=size, marker=marker,
+                       facecolors="none" if hollow else color, edgecolors=color,
+                       linewidths=1.6 if hollow else 0.6, zorder=4 if big else 3)
+            label, text_color, italic = p["model"], color if big else "0.15", False
+            if is_overlay:  # the other source: grey italic, joined to the same model's main point
+                text_color, italic = "0.45", True
+                if p["model"] in main:
+                    mx, my = main[p["model"]]
+                    ax.plot([mx, p["x"]], [my, p["top1"]], linestyle=":", color="0.6", linewidth=1, zorder=2)
+                    label = f"{p['model']} ({p['source']})"
+            label_entries.append((p["x"], p["top1"], label, big and not is_overlay, text_color, italic))
+    ax.margins(x=0.12, y=0.1)
+    ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
+    ax.set_axisbelow(True)
+    return label_entries
+
+
+def _axis_text(ax, x_metric: str, device: str, unit: str, better: str, src: str) -> None:
+    what = _X_NAMES[x_metric]
+    direction = "lower is better" if better == "lower" else "higher is better"
+    stat = "median, " if x_metric == "latency" else ""
+    ax.set_xlabel(f"{what} on {device} ({unit}, {stat}{src}; {direction})")
+    ax.set_ylabel("ImageNet-1K top-1 (%, published)")
+
+
+def _legend_handles(points: pd.DataFrame, families: Sequence[str], styles: dict, highlight_family: str | None,
+                    src: str) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for family in families:
+        color, marker = styles[family]
+        big = family == highlight_family
+        hollow = set(points.loc[points["family"] == family, "source"]) == {"reported"}
+        handles.append(Line2D([], [], linestyle="none", marker=marker, color=color,
+                              markerfacecolor="none" if hollow else color, markeredgewidth=1.5,
+                              markersize=(13 if marker == "*" else 9) if big else 7, label=family))
+    handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"Pareto frontier ({src})"))
+    sources = set(points["source"])
+    if "reported" in sources:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
+                              markeredgecolor="0.3", markersize=7, label="hollow: reported (cited)"))
+    if "measured" in sources and len(sources) > 1:
+        handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=7,
+                              label="filled: measured here"))
+    return handles
+
+
+def _write(fig, paths: Sequence[Path]) -> None:
+    try:
+        for p in paths:
+            fig.savefig(p, dpi=150 if p.suffix == ".png" else None,
+                        metadata={"Date": None} if p.suffix == ".svg" else None)
+    except OSError as exc:
+        raise LsbenchError(f"cannot write figure {p}: {exc.strerror or exc}") from None
+
+
 def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol_label: str | None,
                 path: str | Path, source: str = "measured", highlight_family: str | None = "LSNet", *,
                 overlay: pd.DataFrame | None = None, models: Sequence[str] | None = None,
@@ -325,72 +414,20 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     everything = points if extra is None else pd.concat([points, extra], ignore_index=True)
-    families = list(dict.fromkeys(_order(everything)["family"]))
-    if highlight_family in families:
-        families.remove(highlight_family)
-        families.insert(0, highlight_family)
-    styles = _styles(families)
+    families, styles = _family_styles(everything, highlight_family)
 
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "lsbench", "font.size": 10}):
+    with rc_context(_RC):
         fig = Figure(figsize=(9.6, 5.8), layout="constrained")
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        frontier = pareto_frontier(points, "x", "top1", x_better=better)
-        ax.step(frontier["x"], frontier["top1"], where="post" if better == "lower" else "pre",
-                color="0.35", linestyle="--", linewidth=1.2, zorder=1)
-        label_entries = []
-        main = {row["model"]: (row["x"], row["top1"]) for _, row in points.iterrows()}
-        for part, is_overlay in ((points, False), (extra, True)):
-            if part is None:
-                continue
-            for _, p in part.iterrows():
-                color, marker = styles[p["family"]]
-                big = p["family"] == highlight_family
-                hollow = p["source"] == "reported"
-                size = 170 if big else 60
-                if marker == "*":
-                    size *= 1.6
-                ax.scatter([p["x"]], [p["top1"]], s=size, marker=marker,
-                           facecolors="none" if hollow else color, edgecolors=color,
-                           linewidths=1.6 if hollow else 0.6, zorder=4 if big else 3)
-                label, text_color, italic = p["model"], color if big else "0.15", False
-                if is_overlay:  # the other source: grey italic, joined to the same model's main point
-                    text_color, italic = "0.45", True
-                    if p["model"] in main:
-                        mx, my = main[p["model"]]
-                        ax.plot([mx, p["x"]], [my, p["top1"]], linestyle=":", color="0.6", linewidth=1, zorder=2)
-                        label = f"{p['model']} ({p['source']})"
-                label_entries.append((p["x"], p["top1"], label, big and not is_overlay, text_color, italic))
-        ax.margins(x=0.12, y=0.1)
-        ax.grid(True, color="0.9", linewidth=0.8, zorder=0)
-        ax.set_axisbelow(True)
-        what = _X_NAMES[x_metric]
-        direction = "lower is better" if better == "lower" else "higher is better"
-        stat = "median, " if x_metric == "latency" else ""
+        label_entries = _draw_panel(ax, points, extra, styles, highlight_family, better)
         src = "measured" if source == "measured" else "published"
-        ax.set_xlabel(f"{what} on {device} ({unit}, {stat}{src}; {direction})")
-        ax.set_ylabel("ImageNet-1K top-1 (%, published)")
+        _axis_text(ax, x_metric, device, unit, better, src)
         subtitle = textwrap.fill(str(protocol_label), width=100)
         ax.set_title(title or f"Top-1 vs {x_metric} on {device}\n{subtitle}", fontsize=11)
-        handles = []
-        for family in families:
-            color, marker = styles[family]
-            big = family == highlight_family
-            hollow = set(everything.loc[everything["family"] == family, "source"]) == {"reported"}
-            handles.append(Line2D([], [], linestyle="none", marker=marker, color=color,
-                                  markerfacecolor="none" if hollow else color, markeredgewidth=1.5,
-                                  markersize=(13 if marker == "*" else 9) if big else 7, label=family))
-        handles.append(Line2D([], [], color="0.35", linestyle="--", label=f"Pareto frontier ({src})"))
-        sources = set(everything["source"])
-        if "reported" in sources:
-            handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
-                                  markeredgecolor="0.3", markersize=7, label="hollow: reported (cited)"))
-        if "measured" in sources and len(sources) > 1:
-            handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markersize=7,
-                                  label="filled: measured here"))
+        handles = _legend_handles(everything, families, styles, highlight_family, src)
         # outside the axes: with a dozen families a legend inside always covers some point or label
         legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
                            fontsize=8.5, framealpha=0.9)
@@ -401,12 +438,7 @@ def plot_pareto(frame: pd.DataFrame | None, x_metric: str, device: str, protocol
         renderer = canvas.get_renderer()
         lb = legend.get_window_extent(renderer)
         _place_labels(ax, label_entries, renderer, [(lb.x0, lb.y0, lb.x1, lb.y1)])
-        try:
-            for p in paths:
-                fig.savefig(p, dpi=150 if p.suffix == ".png" else None,
-                            metadata={"Date": None} if p.suffix == ".svg" else None)
-        except OSError as exc:
-            raise LsbenchError(f"cannot write figure {p}: {exc.strerror or exc}") from None
+        _write(fig, paths)
     return paths
 
 
@@ -434,12 +466,20 @@ def _caption(points: pd.DataFrame, source: str, measured: tuple[str, str] | None
 
 def pareto_figure(frame: pd.DataFrame | None, device: str, out: str | Path, metric: str | None = None, *,
                   overlay: bool = False, protocol: str | None = None,
-                  models: Sequence[str] | None = None) -> list[Path]:
+                  models: Sequence[str] | None = None, beside_published: bool = False) -> list[Path]:
     """The figure ``lsbench pareto`` draws into the folder ``out``: published figures only when ``frame`` is
     None (default metric throughput), else the measured ``metric`` (default latency) on ``device``, with
-    ``overlay`` adding the published figures on the same device. The folder is created only once there is
-    something to draw. Returns the PNG and SVG paths."""
+    ``overlay`` adding the published figures on the same device. ``beside_published``: the measured throughput
+    of the LSNet figure's models drawn beside that figure (:func:`plot_beside_published`). The folder is
+    created only once there is something to draw. Returns the PNG and SVG paths."""
     from lsbench.options import writable_dir
+
+    if beside_published:
+        if frame is None or overlay or models is not None or (metric or "throughput") != "throughput":
+            raise LsbenchError("--beside-published draws measured throughput of the LSNet figure's models: "
+                               "it takes --results, and not --reported, --overlay, --models or another --metric")
+        points = beside_published_points(frame, device, protocol=protocol)
+        return plot_beside_published(points, writable_dir(out))
 
     extra = None
     if frame is None:
@@ -457,3 +497,128 @@ def pareto_figure(frame: pd.DataFrame | None, device: str, out: str | Path, metr
     source = "reported" if frame is None else "measured"
     where = device if frame is None else points.attrs["device"]  # "cpu" resolved to the CPU that ran it
     return plot_pareto(points, metric, where, None, writable_dir(out), source=source, overlay=extra, models=models)
+
+
+# ----------------------------------------------------------------------------------------- measured beside published
+
+#: The published figure the measured one is drawn beside: the LSNet paper's throughput figure.
+LSNET_FIGURE = {"device": "NVIDIA RTX 3090", "metric": "throughput", "protocol": None}
+BESIDE_PANELS = ("published", "measured", "reported_only")
+
+
+def figure_models(device: str = LSNET_FIGURE["device"], metric: str = LSNET_FIGURE["metric"],
+                  protocol: str | None = LSNET_FIGURE["protocol"]) -> tuple[list[str], list[str]]:
+    """The models of a published figure, split into (those the registry can build, the reported-only ones)."""
+    names = list(reported_pareto_frame(device, metric, protocol=protocol)["model"])
+    buildable = set(zoo.list_models())
+    return [n for n in names if n in buildable], [n for n in names if n not in buildable]
+
+
+def beside_published_points(frame: pd.DataFrame, device: str, published_device: str = LSNET_FIGURE["device"],
+                            metric: str = LSNET_FIGURE["metric"], protocol: str | None = LSNET_FIGURE["protocol"]
+                            ) -> pd.DataFrame:
+    """Points of a published figure and of the same models measured here, one frame with a ``panel`` column.
+
+    ``panel="published"``: the published figure as :func:`reported_pareto_frame` reproduces it.
+    ``panel="measured"``: the measured ``metric`` on ``device`` (:func:`measured_points`, one device, one
+    protocol, top-1 from the registry cards) of the figure's models that the registry can build.
+    ``panel="reported_only"``: the figure's models without code (EdgeViT, AFFNet), with their published
+    numbers (source "reported"): no number on ``device`` exists for them. ``attrs``: ``device`` (the CPU or GPU
+    that ran), ``measured`` (dates), ``not_measured`` (buildable models without a record)."""
+    published = reported_pareto_frame(published_device, metric, protocol=protocol)
+    buildable, reported_only = figure_models(published_device, metric, protocol)
+    measured = measured_points(frame, metric, device, buildable)
+    others = published[published["model"].isin(reported_only)]
+    points = pd.concat([published.assign(panel="published"), measured.assign(panel="measured"),
+                        others.assign(panel="reported_only")], ignore_index=True)
+    points.attrs.update(device=measured.attrs["device"], measured=measured.attrs.get("measured"),
+                        published_device=published_device,
+                        not_measured=[n for n in buildable if n not in set(measured["model"])])
+    return points
+
+
+def beside_published_figure(points: pd.DataFrame, highlight_family: str | None = "LSNet"):
+    """The matplotlib Figure of :func:`beside_published_points`: the published figure reproduced (left,
+    hollow), the same models measured here (right, filled), and a narrow strip beside it with the
+    reported-only models at their published top-1, hollow and labelled as published, not measured. Same
+    families, colours, markers and frontier style as :func:`plot_pareto`. Returns (figure, canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if "panel" not in points.columns or set(points["panel"]) - set(BESIDE_PANELS):
+        raise LsbenchError("points must come from beside_published_points()")
+    published = points[points["panel"] == "published"]
+    measured = points[points["panel"] == "measured"]
+    only = points[points["panel"] == "reported_only"]
+    if published.empty or measured.empty:
+        raise LsbenchError("a measured-beside-published figure needs both published and measured points")
+    metric = str(measured["metric"].iloc[0])
+    unit, better = _check_metric(metric)
+    families, styles = _family_styles(points, highlight_family)
+    device = points.attrs.get("device") or str(measured["device"].iloc[0])
+    pub_device = points.attrs.get("published_device") or str(published["device"].iloc[0])
+
+    fig = Figure(figsize=(17.5, 7.0), layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.22])
+    left = fig.add_subplot(grid[0, 0])
+    right = fig.add_subplot(grid[0, 1], sharey=left)
+    strip = fig.add_subplot(grid[0, 2], sharey=left)
+    entries = {left: _draw_panel(left, published, None, styles, highlight_family, better),
+               right: _draw_panel(right, measured, None, styles, highlight_family, better)}
+    _axis_text(left, metric, pub_device, unit, better, "published")
+    _axis_text(right, metric, device, unit, better, "measured")
+    right.set_ylabel("")
+    left.set_title(f"Published: the LSNet paper's figure, reproduced\n{pub_device}, "
+                   f"protocol {published['protocol'].dropna().iloc[0] if published['protocol'].notna().any() else '?'}",
+                   fontsize=11)
+    right.set_title(textwrap.fill(f"Measured here, same models: {device}", width=70) + "\n"
+                    + textwrap.fill(str(measured["protocol"].iloc[0]), width=80), fontsize=11)
+    strip_entries = []
+    for i, (_, p) in enumerate(only.iterrows()):
+        color, marker = styles[p["family"]]
+        strip.scatter([0], [p["top1"]], s=60, marker=marker, facecolors="none", edgecolors=color, linewidths=1.6,
+                      zorder=3)
+        strip_entries.append((0, p["top1"], p["model"], False, "0.15", True))
+    strip.set_xlim(-0.6, 4.0)
+    strip.set_xticks([])
+    strip.tick_params(labelleft=False)
+    strip.grid(True, axis="y", color="0.9", linewidth=0.8, zorder=0)
+    strip.set_title("no code here:\npublished top-1,\nnot measured", fontsize=9)
+    handles = _legend_handles(points.assign(source=points["source"].where(points["panel"] != "published", "reported")),
+                              families, styles, highlight_family, "of each panel")
+    legend = strip.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.05, 1.0), borderaxespad=0,
+                          fontsize=8.5, framealpha=0.9)
+    caption = _caption(points[points["panel"] != "reported_only"], "measured", points.attrs.get("measured"))
+    missing = points.attrs.get("not_measured") or []
+    caption += ("; reported-only (no code in timm or the zoo): " + ", ".join(only["model"])
+                + f", drawn hollow at their published top-1 (their speed is published on {pub_device} only)")
+    if missing:
+        caption += "; in the published figure but not measured: " + ", ".join(missing)
+    fig.supxlabel(textwrap.fill(caption, width=190), fontsize=7.5, color="0.3", x=0.01, ha="left",
+                  multialignment="left")
+    canvas.draw()
+    fig.set_layout_engine("none")
+    renderer = canvas.get_renderer()
+    lb = legend.get_window_extent(renderer)
+    for ax, found in (*entries.items(), (strip, strip_entries)):
+        _place_labels(ax, found, renderer, [(lb.x0, lb.y0, lb.x1, lb.y1)])
+    return fig, canvas
+
+
+def plot_beside_published(points: pd.DataFrame, path: str | Path, highlight_family: str | None = "LSNet") -> list[Path]:
+    """Write :func:`beside_published_figure` as PNG and SVG; a directory gets
+    ``pareto_<metric>_<device>_beside_published.png/.svg``."""
+    from matplotlib import rc_context
+
+    with rc_context(_RC):
+        fig, _ = beside_published_figure(points, highlight_family)
+        device = points.attrs.get("device") or str(points.loc[points["panel"] == "measured", "device"].iloc[0])
+        metric = str(points.loc[points["panel"] == "measured", "metric"].iloc[0])
+        p = Path(path)
+        if p.is_dir() or str(path).endswith(("/", "\\")):
+            slug = re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
+            p = p / f"pareto_{metric}_{slug}_beside_published"
+        paths = figure_paths(p)
+        _write(fig, paths)
+    return paths
