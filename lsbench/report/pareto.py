@@ -103,7 +103,7 @@ def measured_points(frame: pd.DataFrame, metric: str, device: str | None = None,
     published one (models without a published top-1 are left out and listed in ``attrs["no_top1"]``).
     """
     unit, _ = _check_metric(metric)
-    rows = query.metric_rows(query.measured(frame), metric)
+    rows = query.metric_rows(query.inference(query.measured(frame)), metric)
     if models is not None:
         rows = query.where(rows, rows["model"].isin(list(models)))
     if rows.empty:
