@@ -56,8 +56,8 @@ from zoo.checkpoint import sha256_of
 from lsbench.errors import LsbenchError, one_line
 from lsbench.runtimes import FORMATS, SUFFIXES, can_run, check_input_size, open_runner, parity_input, require
 
-__all__ = ["FORMATS", "SUFFIXES", "ONNX_OPSET", "DEFAULT_TOL", "ExportResult", "export_model", "artifact_digest",
-           "compare_outputs"]
+__all__ = ["FORMATS", "SUFFIXES", "ONNX_OPSET", "DEFAULT_TOL", "ExportResult", "ExecutorchOps", "export_model",
+           "artifact_digest", "compare_outputs", "edge_op_counts", "pte_op_counts", "exportable_form"]
 
 ONNX_OPSET = 20
 TORCHSCRIPT_OPSET = 17
@@ -221,10 +221,83 @@ def _export_onnx(model, x, path: Path, exporter: str, opset: int | None) -> tupl
         "opset": opset, "onnx_exporter": exporter, "nodes": sum(ops.values()), "top_ops": dict(ops.most_common(8))}
 
 
+@dataclass(frozen=True)
+class ExecutorchOps:
+    """What an ExecuTorch program runs: ``delegate_calls`` calls into backends (``delegates``: backend id ->
+    calls) and ``portable``, every op left to ExecuTorch's own (non-delegated, portable) kernels: op name ->
+    count. ``source`` says what was read (the lowered edge program, or a ``.pte`` file's instructions)."""
+
+    delegate_calls: int
+    delegates: dict[str, int]
+    portable: dict[str, int]
+    source: str
+
+    @property
+    def portable_ops(self) -> int:
+        return sum(self.portable.values())
+
+
 def _op_name(target: Any) -> str:
     text = str(target)
     match = re.match(r"<EdgeOpOverload: ([^>]+)>", text)
     return match.group(1) if match else getattr(target, "__name__", text)
+
+
+# graph plumbing that is no kernel call in the program: tuple indexing of multi-output ops
+_NOT_OPS = ("getitem",)
+
+
+def edge_op_counts(edge: Any) -> ExecutorchOps:
+    """Op counts of a lowered edge program (``to_edge_transform_and_lower``'s manager, or its
+    ``exported_program()``): each ``executorch_call_delegate`` is a delegate call (backend from its lowered
+    module), every other call_function node an op on portable kernels."""
+    ep = edge.exported_program() if hasattr(edge, "exported_program") else edge
+    gm = ep.graph_module
+    delegates: Counter = Counter()
+    portable: Counter = Counter()
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _op_name(node.target)
+        if name == "executorch_call_delegate":
+            lowered = getattr(gm, node.args[0].target)
+            delegates[getattr(lowered, "backend_id", "unknown")] += 1
+        elif name not in _NOT_OPS:
+            portable[name] += 1
+    return ExecutorchOps(sum(delegates.values()), dict(delegates), dict(portable.most_common()),
+                         "lowered edge program (to_edge_transform_and_lower)")
+
+
+def pte_op_counts(path: str | os.PathLike) -> ExecutorchOps:
+    """Op counts of a ``.pte`` file as the runtime executes it: the ``forward`` plan's instructions, each a
+    ``DelegateCall`` (backend id) or a ``KernelCall`` of a portable operator (name.overload -> count)."""
+    require("executorch")
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    p = Path(path)
+    try:
+        program = deserialize_pte_binary(p.read_bytes()).program
+    except OSError as exc:
+        raise LsbenchError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        raise LsbenchError(f"{p} is not an ExecuTorch program: {one_line(exc)}") from None
+    plans = [plan for plan in program.execution_plan if plan.name == "forward"] or program.execution_plan[:1]
+    if not plans:
+        raise LsbenchError(f"{p} has no execution plan")
+    plan = plans[0]
+    delegates: Counter = Counter()
+    portable: Counter = Counter()
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            args = instruction.instr_args
+            kind = type(args).__name__
+            if kind == "DelegateCall":
+                delegates[plan.delegates[args.delegate_index].id] += 1
+            elif kind == "KernelCall":
+                op = plan.operators[args.op_index]
+                portable[op.name + (f".{op.overload}" if op.overload else "")] += 1
+    return ExecutorchOps(sum(delegates.values()), dict(delegates), dict(portable.most_common()),
+                         f".pte instructions ({p.name}, plan '{plan.name}')")
 
 
 def _export_pte(model, x, path: Path) -> tuple[str, dict]:
@@ -236,16 +309,13 @@ def _export_pte(model, x, path: Path) -> tuple[str, dict]:
     with _export_context():
         ep = torch.export.export(model, (x,))
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-        graph = edge.exported_program().graph_module.graph
-        ops = [_op_name(n.target) for n in graph.nodes if n.op == "call_function"]
-        delegates = ops.count("executorch_call_delegate")
-        portable = Counter(op for op in ops if op not in ("executorch_call_delegate", "getitem"))
+        counts = edge_op_counts(edge)
         program = edge.to_executorch()
     with path.open("wb") as f:
         program.write_to_file(f)
     return f"executorch {et_version.__version__} xnnpack (torch {torch.__version__})", {
-        "xnnpack_delegates": delegates, "portable_ops": sum(portable.values()),
-        "top_portable_ops": dict(portable.most_common(8))}
+        "xnnpack_delegates": counts.delegate_calls, "portable_ops": counts.portable_ops,
+        "top_portable_ops": dict(Counter(counts.portable).most_common(8))}
 
 
 def _export_tflite(model, x, path: Path) -> tuple[str, dict]:
@@ -277,6 +347,21 @@ _EXPORTERS = {"onnx": _export_onnx, "pte": _export_pte, "tflite": _export_tflite
 
 # --------------------------------------------------------------------------- public entry point
 
+def exportable_form(model: nn.Module, input_size: Sequence[int]) -> tuple[nn.Module, bool]:
+    """(the module exporters trace, whether it is the model's export form).
+
+    A model with an ``export_form(input_size)`` method (LSNet: :func:`zoo.lsnet.export_form`) is traced in that
+    form: the same function in ops every backend here delegates (SKA and GroupNorm without select/expand, the
+    attention bias gathered for the export grid). Anything else is traced as it is."""
+    form = getattr(model, "export_form", None)
+    if not callable(form):
+        return model, False
+    try:
+        return form(tuple(input_size)), True
+    except Exception as exc:
+        raise LsbenchError(f"cannot build the export form of {type(model).__name__}: {one_line(exc)}") from exc
+
+
 def export_model(
     model: nn.Module,
     name: str,
@@ -289,6 +374,7 @@ def export_model(
     seed: int = 0,
     onnx_exporter: str = "dynamo",
     opset: int | None = None,
+    export_form: bool = True,
 ) -> ExportResult:
     """Export ``model`` (eval mode, fp32, CPU, already reparameterized) as ``out_dir/<name><suffix>``.
 
@@ -298,7 +384,9 @@ def export_model(
     output scale) must be ``<= tol`` (1e-4), else an :class:`LsbenchError` naming the model, the
     format and the error is raised (the artifact is kept for inspection). Core ML off macOS is
     written but recorded as unchecked (``checked=False``, ``passed=None``). An existing artifact
-    of the same name is replaced.
+    of the same name is replaced. With ``export_form`` (default) a model that has an export form is traced in
+    it (see :func:`exportable_form`; ``details["export_form"]`` records it); the reference output is always
+    the model's own eager forward.
     """
     if fmt not in FORMATS:
         raise LsbenchError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
@@ -331,13 +419,15 @@ def export_model(
             reference = model(x)  # the real model: custom SKA op, not the decomposition
 
     start = time.perf_counter()
+    traced, is_form = exportable_form(model, size) if export_form else (model, False)
     try:
-        exporter, details = _EXPORTERS[fmt](model, x, path, **options)
+        exporter, details = _EXPORTERS[fmt](traced, x, path, **options)
     except LsbenchError:
         raise
     except Exception as exc:  # exporters raise anything; the user gets one line
         raise LsbenchError(f"{name}: {fmt} export failed: {type(exc).__name__}: {one_line(exc)}") from exc
     export_s = time.perf_counter() - start
+    details = {**details, "export_form": is_form}
     nbytes, digest = artifact_digest(path)
 
     common = dict(name=name, format=fmt, path=path, size_bytes=nbytes, sha256=digest, input_size=size,
