@@ -40,12 +40,19 @@ from lsbench.report.render import write_table
 from lsbench.runtimes import open_runner, parity_input
 
 VARIANTS = {"pte_plain": ("pte", False), "pte": ("pte", True), "onnx_plain": ("onnx", False), "onnx": ("onnx", True)}
+THREADPOOL: set[int] = set()
 COMMAND = "PYTHONPATH=$PWD .venv/bin/python benchmarks/executorch_fair.py"
 
 
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     return zoo.reparameterize(zoo.create_model(name).eval(), inplace=True)
+
+
+def form_label(details: dict) -> str:
+    parts = (["export form"] if details.get("export_form") else []) + (
+        [f"{details['split_depthwise']} depthwise convs split"] if details.get("split_depthwise") else [])
+    return " + ".join(parts) or "as traced"
 
 
 def export_all(name: str, size: tuple[int, ...], out: Path, variants: list[str]) -> dict[str, dict]:
@@ -56,7 +63,7 @@ def export_all(name: str, size: tuple[int, ...], out: Path, variants: list[str])
         start = time.perf_counter()
         r = export_model(net, f"{name}_{v}", fmt, out, input_size=size, export_form=form)
         done[v] = dict(path=r.path, rel_err=r.max_rel_err, abs_err=r.max_abs_err, export_s=time.perf_counter() - start,
-                       form=r.details.get("export_form"))
+                       form=form_label(r.details))
         print(f"{name} {v}: exported in {done[v]['export_s']:.0f} s, max_abs_err {r.max_abs_err:.2e}", flush=True)
     return done
 
@@ -72,6 +79,9 @@ def time_interleaved(arts: dict[str, dict], size, threads: int, rounds: int, ite
             calls[v] = call
             for _ in range(warmup):
                 call(x)
+        from executorch.extension.pybindings import portable_lib
+
+        THREADPOOL.add(int(portable_lib._threadpool_get_thread_count()))  # what XNNPACK really runs with
         names = list(calls)
         clock = time.perf_counter_ns
         for r in range(rounds):
@@ -105,38 +115,41 @@ def main(argv=None) -> int:
         work = Path(args.workdir or tmp)
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             is_lsnet = callable(getattr(build(name), "export_form", None))
-            variants = list(VARIANTS) if is_lsnet else ["pte", "onnx"]
+            variants = list(VARIANTS) if is_lsnet else ["pte_plain", "pte", "onnx"]
             arts = export_all(name, size, work, variants)
             for v in [v for v in variants if v.startswith("pte")]:
                 c = pte_op_counts(arts[v]["path"])
-                ops_rows.append({"model": name, "form": "export form" if arts[v]["form"] else "as traced",
-                                 "delegate calls": c.delegate_calls, "portable ops": c.portable_ops,
+                ops_rows.append({"model": name, "form": arts[v]["form"], "delegate calls": c.delegate_calls,
+                                 "portable ops": c.portable_ops,
                                  "portable op kinds": "; ".join(f"{k} ×{n}" for k, n in c.portable.items()) or "–",
-                                 "max abs err": arts[v]["abs_err"]})
+                                 "max abs err": f"{arts[v]['abs_err']:.1e}", "max rel err": f"{arts[v]['rel_err']:.1e}"})
             samples = time_interleaved(arts, size, args.threads, args.rounds, args.iters, args.rewarm, args.warmup)
             med = {v: float(np.median(s)) * 1e3 for v, s in samples.items()}
             ref = "onnx"
             for v, s in samples.items():
                 q1, q3 = np.percentile(np.asarray(s) * 1e3, [25, 75])
                 lat_rows.append({"model": name, "variant": v, "runtime": "executorch" if v.startswith("pte") else
-                                 "onnxruntime", "form": "export form" if arts[v]["form"] else "as traced",
+                                 "onnxruntime", "form": arts[v]["form"],
                                  "median ms": med[v], "IQR ms": q3 - q1, "ratio to onnx": med[v] / med[ref],
                                  "samples": len(s)})
             print(name, {v: round(m, 2) for v, m in med.items()}, flush=True)
     host = cpu_model() or platform.processor() or "unknown CPU"
     provenance = [f"Host: {host}, {args.threads} thread(s) in every runtime (onnxruntime intra-op threads, ExecuTorch "
-                  f"XNNPACK threadpool); torch {torch.__version__}, executorch {package_version('executorch')}, "
+                  f"XNNPACK threadpool, read back while timing: {sorted(THREADPOOL)}); torch {torch.__version__}, executorch {package_version('executorch')}, "
                   f"onnxruntime {package_version('onnxruntime')}, onnx opset 20 (dynamo exporter).",
                   f"Models reparameterized (zoo.reparameterize), seeded random init, fp32, batch 1, "
                   f"{args.resolution}x{args.resolution}.",
                   "'as traced': the model as it is (LSNet's SKA through zoo.ska.reference_ska); 'export form': "
                   "LSNet.export_form (zoo.lsnet: SKA as zoo.ska.reference.ska_export, GroupNorm as "
-                  "group_norm_export, attention bias precomputed for the export grid, keep-dim pool)."]
+                  "group_norm_export, attention bias precomputed for the export grid, keep-dim pool); for .pte also "
+                  "'depthwise convs split': depthwise convs of more than 25 taps (7x7) as column strips of <= 25 "
+                  "taps (lsbench.export.split_large_depthwise), which XNNPACK runs with its depthwise kernels "
+                  "instead of grouped IGEMM."]
     ops = pd.DataFrame(ops_rows)
     ops.attrs = {"made_by": "benchmarks/executorch_fair.py", "provenance": provenance + [
         "Op counts read from each written .pte (lsbench.export.pte_op_counts): instructions of the forward plan, "
         "delegate calls (XnnpackBackend) vs kernel calls on ExecuTorch's portable kernels. max abs err: the .pte "
-        "output vs the eager model on the seeded parity input."]}
+        "output vs the eager model on the seeded parity input (rel: over the output's largest magnitude)."]}
     lat = pd.DataFrame(lat_rows)
     lat.attrs = {"made_by": "benchmarks/executorch_fair.py", "provenance": provenance + [
         f"All sessions of a model open at once, timed interleaved: {args.rounds} rounds x {args.iters} calls per "

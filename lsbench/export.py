@@ -57,7 +57,8 @@ from lsbench.errors import LsbenchError, one_line
 from lsbench.runtimes import FORMATS, SUFFIXES, can_run, check_input_size, open_runner, parity_input, require
 
 __all__ = ["FORMATS", "SUFFIXES", "ONNX_OPSET", "DEFAULT_TOL", "ExportResult", "ExecutorchOps", "export_model",
-           "artifact_digest", "compare_outputs", "edge_op_counts", "pte_op_counts", "exportable_form"]
+           "artifact_digest", "compare_outputs", "edge_op_counts", "pte_op_counts", "exportable_form",
+           "split_large_depthwise", "SplitDepthwiseConv", "XNNPACK_DWCONV_MAX_TAPS"]
 
 ONNX_OPSET = 20
 TORCHSCRIPT_OPSET = 17
@@ -347,19 +348,85 @@ _EXPORTERS = {"onnx": _export_onnx, "pte": _export_pte, "tflite": _export_tflite
 
 # --------------------------------------------------------------------------- public entry point
 
-def exportable_form(model: nn.Module, input_size: Sequence[int]) -> tuple[nn.Module, bool]:
-    """(the module exporters trace, whether it is the model's export form).
+#: XNNPACK's f32 depthwise-convolution microkernels cover at most this many taps (its largest primary tile, 5x5);
+#: a larger depthwise kernel (a 7x7: 49 taps) falls back to grouped IGEMM, one 1-channel GEMM per channel,
+#: measured 10-20x slower than onnxruntime on a 7x7 depthwise conv (48 channels, 56x56, 1 thread).
+XNNPACK_DWCONV_MAX_TAPS = 25
+
+
+class SplitDepthwiseConv(nn.Module):
+    """A depthwise (one input channel per group) convolution with more than ``max_taps`` taps as a sum of
+    column strips of the same kernel, each a depthwise convolution XNNPACK runs with its depthwise kernels:
+    y = sum_s conv(pad(x)[..., strip s's columns], K[..., strip s]). Same function; the summation order of the
+    strips differs from one convolution (fp32 rounding, ~1e-7 relative)."""
+
+    def __init__(self, conv: nn.Conv2d, max_taps: int = XNNPACK_DWCONV_MAX_TAPS):
+        super().__init__()
+        kh, kw = conv.kernel_size
+        width = max(1, max_taps // kh)
+        self.pad = (conv.padding[1], conv.padding[1], conv.padding[0], conv.padding[0])
+        self.strips = [(a, min(a + width, kw)) for a in range(0, kw, width)]
+        self.kw = kw
+        self.convs = nn.ModuleList()
+        for a, b in self.strips:
+            strip = nn.Conv2d(conv.in_channels, conv.out_channels, (kh, b - a), conv.stride, 0, 1, conv.groups,
+                              bias=conv.bias is not None and a == 0, device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                strip.weight.copy_(conv.weight[..., a:b])
+                if strip.bias is not None:
+                    strip.bias.copy_(conv.bias)
+            self.convs.append(strip)
+
+    @staticmethod
+    def applies(conv: nn.Module, max_taps: int = XNNPACK_DWCONV_MAX_TAPS) -> bool:
+        """A zero-padded, undilated depthwise Conv2d with more than ``max_taps`` taps and numeric padding."""
+        return (type(conv) is nn.Conv2d and conv.groups > 1 and conv.in_channels == conv.groups
+                and conv.kernel_size[0] * conv.kernel_size[1] > max_taps and conv.dilation == (1, 1)
+                and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp = torch.nn.functional.pad(x, self.pad)
+        width = xp.shape[-1]
+        out = None
+        for (a, b), conv in zip(self.strips, self.convs):
+            y = conv(xp[..., a:width - (self.kw - b)])
+            out = y if out is None else out + y
+        return out
+
+
+def split_large_depthwise(model: nn.Module, max_taps: int = XNNPACK_DWCONV_MAX_TAPS) -> int:
+    """Replace, in place, every depthwise Conv2d of more than ``max_taps`` taps by a :class:`SplitDepthwiseConv`;
+    returns how many were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if SplitDepthwiseConv.applies(child, max_taps):
+                setattr(parent, name, SplitDepthwiseConv(child, max_taps))
+                replaced += 1
+    return replaced
+
+
+def exportable_form(model: nn.Module, input_size: Sequence[int], fmt: str = "pte") -> tuple[nn.Module, dict]:
+    """(the module exporters trace for ``fmt``, what was changed: ``export_form`` and ``split_depthwise``).
 
     A model with an ``export_form(input_size)`` method (LSNet: :func:`zoo.lsnet.export_form`) is traced in that
     form: the same function in ops every backend here delegates (SKA and GroupNorm without select/expand, the
-    attention bias gathered for the export grid). Anything else is traced as it is."""
+    attention bias gathered for the export grid). For ``pte`` (XNNPACK), depthwise convolutions larger than
+    XNNPACK's depthwise kernels are split (:func:`split_large_depthwise`), on a copy. The model is not changed."""
+    from zoo import copy_model
+
     form = getattr(model, "export_form", None)
-    if not callable(form):
-        return model, False
-    try:
-        return form(tuple(input_size)), True
-    except Exception as exc:
-        raise LsbenchError(f"cannot build the export form of {type(model).__name__}: {one_line(exc)}") from exc
+    traced, is_form = model, False
+    if callable(form):
+        try:
+            traced, is_form = form(tuple(input_size)), True
+        except Exception as exc:
+            raise LsbenchError(f"cannot build the export form of {type(model).__name__}: {one_line(exc)}") from exc
+    split = 0
+    if fmt == "pte" and any(SplitDepthwiseConv.applies(m) for m in traced.modules()):
+        traced = traced if is_form else copy_model(traced)
+        split = split_large_depthwise(traced)
+    return traced, {"export_form": is_form, "split_depthwise": split}
 
 
 def export_model(
@@ -386,7 +453,7 @@ def export_model(
     written but recorded as unchecked (``checked=False``, ``passed=None``). An existing artifact
     of the same name is replaced. With ``export_form`` (default) a model that has an export form is traced in
     it (see :func:`exportable_form`; ``details["export_form"]`` records it); the reference output is always
-    the model's own eager forward.
+    the model's own eager forward. ``export_form=False`` traces the model exactly as given.
     """
     if fmt not in FORMATS:
         raise LsbenchError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
@@ -419,7 +486,7 @@ def export_model(
             reference = model(x)  # the real model: custom SKA op, not the decomposition
 
     start = time.perf_counter()
-    traced, is_form = exportable_form(model, size) if export_form else (model, False)
+    traced, rewrites = exportable_form(model, size, fmt) if export_form else (model, {"export_form": False})
     try:
         exporter, details = _EXPORTERS[fmt](traced, x, path, **options)
     except LsbenchError:
@@ -427,7 +494,7 @@ def export_model(
     except Exception as exc:  # exporters raise anything; the user gets one line
         raise LsbenchError(f"{name}: {fmt} export failed: {type(exc).__name__}: {one_line(exc)}") from exc
     export_s = time.perf_counter() - start
-    details = {**details, "export_form": is_form}
+    details = {**details, **rewrites}
     nbytes, digest = artifact_digest(path)
 
     common = dict(name=name, format=fmt, path=path, size_bytes=nbytes, sha256=digest, input_size=size,
