@@ -12,7 +12,10 @@ Formats and how each is produced (all from an eval-mode fp32 CPU model, static i
 ``pte``
     ``torch.export`` -> ``executorch.exir.to_edge_transform_and_lower`` with the XNNPACK
     partitioner -> ``.pte``. Ops XNNPACK cannot take stay on ExecuTorch's portable kernels; the
-    result's ``details`` say how many (for LSNet the SKA decomposition's slicing and GroupNorm do).
+    result's ``details`` say how many (:func:`edge_op_counts`; :func:`pte_op_counts` reads them back from
+    a written file). Depthwise convolutions of more than :data:`XNNPACK_DWCONV_MAX_TAPS` taps (7x7) are
+    split into column strips XNNPACK's depthwise kernels take (:func:`split_large_depthwise`): unsplit,
+    XNNPACK runs them as grouped IGEMM, which made fastvit_t8 ~1.9x slower than onnxruntime.
 ``tflite``
     ``litert_torch.convert`` (optional extra ``lsbench[litert]``), checked with ``ai_edge_litert``.
 ``coreml``
@@ -21,8 +24,12 @@ Formats and how each is produced (all from an eval-mode fp32 CPU model, static i
     check is recorded as not run (``checked=False``, ``passed=None``), never as passed.
 
 LSNet's SKA is a torch custom op (``zoo::ska``) that no exporter can carry, so every export runs
-under :func:`zoo.ska.reference_ska` (SKA as pad, slicing, multiply, add). The eager reference output
-is computed *outside* that context, with the custom op, so the check covers the decomposition too.
+under :func:`zoo.ska.reference_ska` (SKA as pad, slicing, multiply, add). A model with an
+``export_form(input_size)`` method is traced in that form (:func:`exportable_form`; LSNet: SKA, GroupNorm
+and the attention bias in ops XNNPACK delegates, so its ``.pte`` has no portable ops;
+``export_form=False`` traces the model as given). The eager reference output is computed from the model
+itself, outside that context, with the custom op, so the check covers the decomposition and the export
+form too.
 
 Parity: one seeded ``torch.randn(input_size)`` input (seed ``seed``) through eager and through the
 artifact in its own runtime (onnxruntime with all graph optimizations, the ExecuTorch runtime,
