@@ -130,7 +130,8 @@ def main(argv=None) -> int:
                 q1, q3 = np.percentile(np.asarray(s) * 1e3, [25, 75])
                 lat_rows.append({"model": name, "variant": v, "runtime": "executorch" if v.startswith("pte") else
                                  "onnxruntime", "form": arts[v]["form"],
-                                 "median ms": med[v], "IQR ms": q3 - q1, "ratio to onnx": med[v] / med[ref],
+                                 "median ms": round(med[v], 2), "IQR ms": round(q3 - q1, 2),
+                                 "ratio to onnx": round(med[v] / med[ref], 3),
                                  "samples": len(s)})
             print(name, {v: round(m, 2) for v, m in med.items()}, flush=True)
     host = cpu_model() or platform.processor() or "unknown CPU"
