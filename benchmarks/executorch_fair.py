@@ -122,7 +122,8 @@ def main(argv=None) -> int:
                 ops_rows.append({"model": name, "form": arts[v]["form"], "delegate calls": c.delegate_calls,
                                  "portable ops": c.portable_ops,
                                  "portable op kinds": "; ".join(f"{k} ×{n}" for k, n in c.portable.items()) or "–",
-                                 "max abs err": f"{arts[v]['abs_err']:.1e}", "max rel err": f"{arts[v]['rel_err']:.1e}"})
+                                 "max abs err": f"{arts[v]['abs_err']:.1e}",
+                                 "max rel err": f"{arts[v]['rel_err']:.1e}"})
             samples = time_interleaved(arts, size, args.threads, args.rounds, args.iters, args.rewarm, args.warmup)
             med = {v: float(np.median(s)) * 1e3 for v, s in samples.items()}
             ref = "onnx"
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
             print(name, {v: round(m, 2) for v, m in med.items()}, flush=True)
     host = cpu_model() or platform.processor() or "unknown CPU"
     provenance = [f"Host: {host}, {args.threads} thread(s) in every runtime (onnxruntime intra-op threads, ExecuTorch "
-                  f"XNNPACK threadpool, read back while timing: {sorted(THREADPOOL)}); torch {torch.__version__}, executorch {package_version('executorch')}, "
+                  f"XNNPACK threadpool, read back while timing: {sorted(THREADPOOL)}); torch {torch.__version__}, "
+                  f"executorch {package_version('executorch')}, "
                   f"onnxruntime {package_version('onnxruntime')}, onnx opset 20 (dynamo exporter).",
                   f"Models reparameterized (zoo.reparameterize), seeded random init, fp32, batch 1, "
                   f"{args.resolution}x{args.resolution}.",

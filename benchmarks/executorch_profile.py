@@ -40,7 +40,7 @@ def profile(path: Path, size, runs: int, etdump: Path) -> tuple[pd.DataFrame, fl
     module.write_etdump_result_to_file(str(etdump))
     df = Inspector(etdump_path=str(etdump)).to_dataframe()
     delegate_ms = float(df.loc[df.event_name == "DELEGATE_CALL", "p50 (ms)"].iloc[0])
-    ops = df[df.is_delegated_op == True].copy()  # noqa: E712 (a pandas mask)
+    ops = df[df.is_delegated_op == True].copy()  # a pandas mask
     ops["operator kind"] = ops.event_name.str.replace(r" #\d+$", "", regex=True)
     table = ops.groupby("operator kind")["p50 (ms)"].agg(["sum", "count"]).reset_index()
     return table.rename(columns={"sum": "ms (sum of medians)", "count": "instances"}), delegate_ms
@@ -81,8 +81,8 @@ def main(argv=None) -> int:
         + " (the operator events do not cover the whole delegate call: the rest is not attributed by ETDump).",
         "'export form': depthwise convs of more than 25 taps split into column strips "
         "(lsbench.export.split_large_depthwise)."]}
-    paths = write_table(wide, args.out, f"executorch_profile_{args.model}",
-                        command=f"PYTHONPATH=$PWD .venv/bin/python benchmarks/executorch_profile.py --model {args.model}")
+    command = f"PYTHONPATH=$PWD .venv/bin/python benchmarks/executorch_profile.py --model {args.model}"
+    paths = write_table(wide, args.out, f"executorch_profile_{args.model}", command=command)
     print(wide.to_string(index=False))
     print("\n".join(map(str, paths)))
     return 0
