@@ -18,23 +18,20 @@ from zoo.lsnet import LSNet, AttentionExport, Attention, LSConv, LSConvExport, g
 from zoo.ska import ska, ska_reference
 from zoo.ska.reference import ska_export
 
+from test_export import randomize_norms
+
 needs_executorch = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                                       reason="executorch not installed (lsbench[mobile])")
 EXACT = 1e-5  # the issue's bound: max abs difference vs the eager path
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics / affines and attention biases, so no branch is silently zero or identity."""
-    gen = torch.Generator().manual_seed(seed)
+    """Random norm statistics / affines (test_export's helper) and attention biases, so no branch is silently
+    zero or identity."""
+    randomize_norms(model, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)):
-                n = m.weight.numel()
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                    m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
             if isinstance(m, Attention):
                 m.attention_biases.copy_(torch.randn(m.attention_biases.shape, generator=gen))
     return model
