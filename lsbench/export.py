@@ -12,7 +12,10 @@ Formats and how each is produced (all from an eval-mode fp32 CPU model, static i
 ``pte``
     ``torch.export`` -> ``executorch.exir.to_edge_transform_and_lower`` with the XNNPACK
     partitioner -> ``.pte``. Ops XNNPACK cannot take stay on ExecuTorch's portable kernels; the
-    result's ``details`` say how many (for LSNet the SKA decomposition's slicing and GroupNorm do).
+    result's ``details`` say how many (:func:`edge_op_counts`; :func:`pte_op_counts` reads them back from
+    a written file). Depthwise convolutions of more than :data:`XNNPACK_DWCONV_MAX_TAPS` taps (7x7) are
+    split into column strips XNNPACK's depthwise kernels take (:func:`split_large_depthwise`): unsplit,
+    XNNPACK runs them as grouped IGEMM, which made fastvit_t8 ~1.9x slower than onnxruntime.
 ``tflite``
     ``litert_torch.convert`` (optional extra ``lsbench[litert]``), checked with ``ai_edge_litert``.
 ``coreml``
@@ -21,8 +24,12 @@ Formats and how each is produced (all from an eval-mode fp32 CPU model, static i
     check is recorded as not run (``checked=False``, ``passed=None``), never as passed.
 
 LSNet's SKA is a torch custom op (``zoo::ska``) that no exporter can carry, so every export runs
-under :func:`zoo.ska.reference_ska` (SKA as pad, slicing, multiply, add). The eager reference output
-is computed *outside* that context, with the custom op, so the check covers the decomposition too.
+under :func:`zoo.ska.reference_ska` (SKA as pad, slicing, multiply, add). A model with an
+``export_form(input_size)`` method is traced in that form (:func:`exportable_form`; LSNet: SKA, GroupNorm
+and the attention bias in ops XNNPACK delegates, so its ``.pte`` has no portable ops;
+``export_form=False`` traces the model as given). The eager reference output is computed from the model
+itself, outside that context, with the custom op, so the check covers the decomposition and the export
+form too.
 
 Parity: one seeded ``torch.randn(input_size)`` input (seed ``seed``) through eager and through the
 artifact in its own runtime (onnxruntime with all graph optimizations, the ExecuTorch runtime,
@@ -56,8 +63,9 @@ from zoo.checkpoint import sha256_of
 from lsbench.errors import LsbenchError, one_line
 from lsbench.runtimes import FORMATS, SUFFIXES, can_run, check_input_size, open_runner, parity_input, require
 
-__all__ = ["FORMATS", "SUFFIXES", "ONNX_OPSET", "DEFAULT_TOL", "ExportResult", "export_model", "artifact_digest",
-           "compare_outputs"]
+__all__ = ["FORMATS", "SUFFIXES", "ONNX_OPSET", "DEFAULT_TOL", "ExportResult", "ExecutorchOps", "export_model",
+           "artifact_digest", "compare_outputs", "edge_op_counts", "pte_op_counts", "exportable_form",
+           "split_large_depthwise", "SplitDepthwiseConv", "XNNPACK_DWCONV_MAX_TAPS"]
 
 ONNX_OPSET = 20
 TORCHSCRIPT_OPSET = 17
@@ -221,10 +229,83 @@ def _export_onnx(model, x, path: Path, exporter: str, opset: int | None) -> tupl
         "opset": opset, "onnx_exporter": exporter, "nodes": sum(ops.values()), "top_ops": dict(ops.most_common(8))}
 
 
+@dataclass(frozen=True)
+class ExecutorchOps:
+    """What an ExecuTorch program runs: ``delegate_calls`` calls into backends (``delegates``: backend id ->
+    calls) and ``portable``, every op left to ExecuTorch's own (non-delegated, portable) kernels: op name ->
+    count. ``source`` says what was read (the lowered edge program, or a ``.pte`` file's instructions)."""
+
+    delegate_calls: int
+    delegates: dict[str, int]
+    portable: dict[str, int]
+    source: str
+
+    @property
+    def portable_ops(self) -> int:
+        return sum(self.portable.values())
+
+
 def _op_name(target: Any) -> str:
     text = str(target)
     match = re.match(r"<EdgeOpOverload: ([^>]+)>", text)
     return match.group(1) if match else getattr(target, "__name__", text)
+
+
+# graph plumbing that is no kernel call in the program: tuple indexing of multi-output ops
+_NOT_OPS = ("getitem",)
+
+
+def edge_op_counts(edge: Any) -> ExecutorchOps:
+    """Op counts of a lowered edge program (``to_edge_transform_and_lower``'s manager, or its
+    ``exported_program()``): each ``executorch_call_delegate`` is a delegate call (backend from its lowered
+    module), every other call_function node an op on portable kernels."""
+    ep = edge.exported_program() if hasattr(edge, "exported_program") else edge
+    gm = ep.graph_module
+    delegates: Counter = Counter()
+    portable: Counter = Counter()
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _op_name(node.target)
+        if name == "executorch_call_delegate":
+            lowered = getattr(gm, node.args[0].target)
+            delegates[getattr(lowered, "backend_id", "unknown")] += 1
+        elif name not in _NOT_OPS:
+            portable[name] += 1
+    return ExecutorchOps(sum(delegates.values()), dict(delegates), dict(portable.most_common()),
+                         "lowered edge program (to_edge_transform_and_lower)")
+
+
+def pte_op_counts(path: str | os.PathLike) -> ExecutorchOps:
+    """Op counts of a ``.pte`` file as the runtime executes it: the ``forward`` plan's instructions, each a
+    ``DelegateCall`` (backend id) or a ``KernelCall`` of a portable operator (name.overload -> count)."""
+    require("executorch")
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    p = Path(path)
+    try:
+        program = deserialize_pte_binary(p.read_bytes()).program
+    except OSError as exc:
+        raise LsbenchError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        raise LsbenchError(f"{p} is not an ExecuTorch program: {one_line(exc)}") from None
+    plans = [plan for plan in program.execution_plan if plan.name == "forward"] or program.execution_plan[:1]
+    if not plans:
+        raise LsbenchError(f"{p} has no execution plan")
+    plan = plans[0]
+    delegates: Counter = Counter()
+    portable: Counter = Counter()
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            args = instruction.instr_args
+            kind = type(args).__name__
+            if kind == "DelegateCall":
+                delegates[plan.delegates[args.delegate_index].id] += 1
+            elif kind == "KernelCall":
+                op = plan.operators[args.op_index]
+                portable[op.name + (f".{op.overload}" if op.overload else "")] += 1
+    return ExecutorchOps(sum(delegates.values()), dict(delegates), dict(portable.most_common()),
+                         f".pte instructions ({p.name}, plan '{plan.name}')")
 
 
 def _export_pte(model, x, path: Path) -> tuple[str, dict]:
@@ -236,16 +317,13 @@ def _export_pte(model, x, path: Path) -> tuple[str, dict]:
     with _export_context():
         ep = torch.export.export(model, (x,))
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-        graph = edge.exported_program().graph_module.graph
-        ops = [_op_name(n.target) for n in graph.nodes if n.op == "call_function"]
-        delegates = ops.count("executorch_call_delegate")
-        portable = Counter(op for op in ops if op not in ("executorch_call_delegate", "getitem"))
+        counts = edge_op_counts(edge)
         program = edge.to_executorch()
     with path.open("wb") as f:
         program.write_to_file(f)
     return f"executorch {et_version.__version__} xnnpack (torch {torch.__version__})", {
-        "xnnpack_delegates": delegates, "portable_ops": sum(portable.values()),
-        "top_portable_ops": dict(portable.most_common(8))}
+        "xnnpack_delegates": counts.delegate_calls, "portable_ops": counts.portable_ops,
+        "top_portable_ops": dict(Counter(counts.portable).most_common(8))}
 
 
 def _export_tflite(model, x, path: Path) -> tuple[str, dict]:
@@ -277,6 +355,87 @@ _EXPORTERS = {"onnx": _export_onnx, "pte": _export_pte, "tflite": _export_tflite
 
 # --------------------------------------------------------------------------- public entry point
 
+#: XNNPACK's f32 depthwise-convolution microkernels cover at most this many taps (its largest primary tile, 5x5);
+#: a larger depthwise kernel (a 7x7: 49 taps) falls back to grouped IGEMM, one 1-channel GEMM per channel,
+#: measured 10-20x slower than onnxruntime on a 7x7 depthwise conv (48 channels, 56x56, 1 thread).
+XNNPACK_DWCONV_MAX_TAPS = 25
+
+
+class SplitDepthwiseConv(nn.Module):
+    """A depthwise (one input channel per group) convolution with more than ``max_taps`` taps as a sum of
+    column strips of the same kernel, each a depthwise convolution XNNPACK runs with its depthwise kernels:
+    y = sum_s conv(pad(x)[..., strip s's columns], K[..., strip s]). Same function; the summation order of the
+    strips differs from one convolution (fp32 rounding, ~1e-7 relative)."""
+
+    def __init__(self, conv: nn.Conv2d, max_taps: int = XNNPACK_DWCONV_MAX_TAPS):
+        super().__init__()
+        kh, kw = conv.kernel_size
+        width = max(1, max_taps // kh)
+        self.pad = (conv.padding[1], conv.padding[1], conv.padding[0], conv.padding[0])
+        self.strips = [(a, min(a + width, kw)) for a in range(0, kw, width)]
+        self.kw = kw
+        self.convs = nn.ModuleList()
+        for a, b in self.strips:
+            strip = nn.Conv2d(conv.in_channels, conv.out_channels, (kh, b - a), conv.stride, 0, 1, conv.groups,
+                              bias=conv.bias is not None and a == 0, device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                strip.weight.copy_(conv.weight[..., a:b])
+                if strip.bias is not None:
+                    strip.bias.copy_(conv.bias)
+            self.convs.append(strip)
+
+    @staticmethod
+    def applies(conv: nn.Module, max_taps: int = XNNPACK_DWCONV_MAX_TAPS) -> bool:
+        """A zero-padded, undilated depthwise Conv2d with more than ``max_taps`` taps and numeric padding."""
+        return (type(conv) is nn.Conv2d and conv.groups > 1 and conv.in_channels == conv.groups
+                and conv.kernel_size[0] * conv.kernel_size[1] > max_taps and conv.dilation == (1, 1)
+                and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp = torch.nn.functional.pad(x, self.pad)
+        width = xp.shape[-1]
+        out = None
+        for (a, b), conv in zip(self.strips, self.convs):
+            y = conv(xp[..., a:width - (self.kw - b)])
+            out = y if out is None else out + y
+        return out
+
+
+def split_large_depthwise(model: nn.Module, max_taps: int = XNNPACK_DWCONV_MAX_TAPS) -> int:
+    """Replace, in place, every depthwise Conv2d of more than ``max_taps`` taps by a :class:`SplitDepthwiseConv`;
+    returns how many were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if SplitDepthwiseConv.applies(child, max_taps):
+                setattr(parent, name, SplitDepthwiseConv(child, max_taps))
+                replaced += 1
+    return replaced
+
+
+def exportable_form(model: nn.Module, input_size: Sequence[int], fmt: str = "pte") -> tuple[nn.Module, dict]:
+    """(the module exporters trace for ``fmt``, what was changed: ``export_form`` and ``split_depthwise``).
+
+    A model with an ``export_form(input_size)`` method (LSNet: :func:`zoo.lsnet.export_form`) is traced in that
+    form: the same function in ops every backend here delegates (SKA and GroupNorm without select/expand, the
+    attention bias gathered for the export grid). For ``pte`` (XNNPACK), depthwise convolutions larger than
+    XNNPACK's depthwise kernels are split (:func:`split_large_depthwise`), on a copy. The model is not changed."""
+    from zoo import copy_model
+
+    form = getattr(model, "export_form", None)
+    traced, is_form = model, False
+    if callable(form):
+        try:
+            traced, is_form = form(tuple(input_size)), True
+        except Exception as exc:
+            raise LsbenchError(f"cannot build the export form of {type(model).__name__}: {one_line(exc)}") from exc
+    split = 0
+    if fmt == "pte" and any(SplitDepthwiseConv.applies(m) for m in traced.modules()):
+        traced = traced if is_form else copy_model(traced)
+        split = split_large_depthwise(traced)
+    return traced, {"export_form": is_form, "split_depthwise": split}
+
+
 def export_model(
     model: nn.Module,
     name: str,
@@ -289,6 +448,7 @@ def export_model(
     seed: int = 0,
     onnx_exporter: str = "dynamo",
     opset: int | None = None,
+    export_form: bool = True,
 ) -> ExportResult:
     """Export ``model`` (eval mode, fp32, CPU, already reparameterized) as ``out_dir/<name><suffix>``.
 
@@ -298,7 +458,9 @@ def export_model(
     output scale) must be ``<= tol`` (1e-4), else an :class:`LsbenchError` naming the model, the
     format and the error is raised (the artifact is kept for inspection). Core ML off macOS is
     written but recorded as unchecked (``checked=False``, ``passed=None``). An existing artifact
-    of the same name is replaced.
+    of the same name is replaced. With ``export_form`` (default) a model that has an export form is traced in
+    it (see :func:`exportable_form`; ``details["export_form"]`` records it); the reference output is always
+    the model's own eager forward. ``export_form=False`` traces the model exactly as given.
     """
     if fmt not in FORMATS:
         raise LsbenchError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
@@ -331,13 +493,15 @@ def export_model(
             reference = model(x)  # the real model: custom SKA op, not the decomposition
 
     start = time.perf_counter()
+    traced, rewrites = exportable_form(model, size, fmt) if export_form else (model, {"export_form": False})
     try:
-        exporter, details = _EXPORTERS[fmt](model, x, path, **options)
+        exporter, details = _EXPORTERS[fmt](traced, x, path, **options)
     except LsbenchError:
         raise
     except Exception as exc:  # exporters raise anything; the user gets one line
         raise LsbenchError(f"{name}: {fmt} export failed: {type(exc).__name__}: {one_line(exc)}") from exc
     export_s = time.perf_counter() - start
+    details = {**details, **rewrites}
     nbytes, digest = artifact_digest(path)
 
     common = dict(name=name, format=fmt, path=path, size_bytes=nbytes, sha256=digest, input_size=size,

@@ -15,7 +15,8 @@ import os
 from typing import Any, Sequence
 
 from lsbench.errors import LsbenchError
-from lsbench.runtimes import can_run, check_input_size, format_of, open_runner, parity_input, runtime_info
+from lsbench.runtimes import (can_run, check_input_size, executorch_threads, format_of, open_runner, parity_input,
+                              runtime_info)
 from lsbench.timing import time_cpu
 
 __all__ = ["time_artifact", "time_onnxruntime", "time_executorch"]
@@ -27,7 +28,11 @@ def _time(fmt: str, path: str | os.PathLike, input_size: Sequence[int], threads:
     size = check_input_size(input_size)
     x = parity_input(size, seed)
     with open_runner(fmt, path, threads, input_size=size) as (call, _):
-        return time_cpu(lambda: call(x), warmup=warmup, repeats=repeats, warmup_s=warmup_s, measure_s=measure_s)
+        samples = time_cpu(lambda: call(x), warmup=warmup, repeats=repeats, warmup_s=warmup_s, measure_s=measure_s)
+        pool = executorch_threads() if fmt == "pte" else None
+        if pool not in (None, threads):
+            raise LsbenchError(f"ExecuTorch's threadpool has {pool} threads, not the {threads} asked for")
+        return samples
 
 
 def time_artifact(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 224, 224), threads: int = 1,
@@ -39,7 +44,10 @@ def time_artifact(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 22
     if can_run(fmt) or fmt == "coreml":
         raise LsbenchError(f"no on-host runtime times {fmt} artifacts (Core ML runs only on Apple devices)")
     info = runtime_info(fmt, threads)
-    return _time(fmt, path, input_size, threads, warmup, repeats, warmup_s, measure_s, seed), info
+    samples = _time(fmt, path, input_size, threads, warmup, repeats, warmup_s, measure_s, seed)
+    if fmt == "pte":
+        info["threadpool_threads"] = executorch_threads()  # read back after timing: what XNNPACK ran with
+    return samples, info
 
 
 def time_onnxruntime(path: str | os.PathLike, input_size: Sequence[int] = (1, 3, 224, 224), threads: int = 1,

@@ -31,7 +31,7 @@ import torch
 from lsbench.errors import LsbenchError, one_line
 
 __all__ = ["FORMATS", "SUFFIXES", "require", "format_of", "check_input_size", "check_threads", "parity_input",
-           "runtime_info", "can_run", "open_runner", "onnxruntime_session", "executorch_method",
+           "runtime_info", "can_run", "open_runner", "onnxruntime_session", "executorch_method", "executorch_threads",
            "litert_interpreter"]
 
 #: artifact formats, and the suffix each is written with
@@ -166,6 +166,14 @@ def onnxruntime_session(path: str | os.PathLike, threads: int = 1):
     except Exception as exc:
         raise LsbenchError(f"onnxruntime cannot load {path}: {one_line(exc)}") from None
     return sess, ort.__version__
+
+
+def executorch_threads() -> int | None:
+    """The size of ExecuTorch's process-wide XNNPACK threadpool now (None where the build cannot tell)."""
+    from executorch.extension.pybindings import portable_lib
+
+    get = getattr(portable_lib, "_threadpool_get_thread_count", None)
+    return None if get is None else int(get())
 
 
 def _set_executorch_threads(threads: int) -> None:

@@ -191,6 +191,8 @@ def test_pte_ska_model_parity_and_timing(tmp_path):
     assert r.details["xnnpack_delegates"] >= 1 and r.check_runtime.startswith("executorch")
     samples = mobile.time_executorch(r.path, TINY, threads=1, warmup=1, repeats=3)
     assert len(samples) >= 3 and all(s > 0 for s in samples)
+    _, info = mobile.time_artifact(r.path, TINY, threads=1, warmup=0, repeats=1)
+    assert info["threads"] == 1 and info["threadpool_threads"] == 1  # the pool really ran with 1 thread
     with pytest.raises(LsbenchError, match="exported for input"):
         mobile.time_executorch(r.path, (1, 3, 64, 64), warmup=0, repeats=1)
 

@@ -25,10 +25,12 @@ from torch import Tensor, nn
 
 from .checkpoint import checkpoint_filter_fn, load_checkpoint
 from .ska import SKA
+from .ska.reference import ska_export
 
 __all__ = ["ConvBN", "BNLinear", "Residual", "FFN", "RepVGGDW", "LKP", "LSConv", "Attention", "Block",
            "StagedBackbone", "LSNet", "LSNetConfig", "LSNET_CONFIGS", "default_cfgs", "attention_bias_for_grid",
-           "resized_attention_bias", "take_indices", "lsnet_t", "lsnet_s", "lsnet_b"]
+           "resized_attention_bias", "take_indices", "group_norm_export", "LSConvExport", "AttentionExport",
+           "LSNetExport", "export_form", "lsnet_t", "lsnet_s", "lsnet_b"]
 
 GLOBAL_POOLS = ("", "avg")
 
@@ -480,11 +482,129 @@ class LSNet(StagedBackbone):
         return self.forward_head(self.forward_features(x))
 
     @torch.jit.ignore
+    def export_form(self, input_size: Sequence[int]) -> "LSNetExport":
+        """A copy of this (eval, usually reparameterized) model for mobile exporters: see :func:`export_form`."""
+        return export_form(self, input_size)
+
+    @torch.jit.ignore
     def load_pretrained(self, checkpoint_path: str, prefix: str = "") -> None:
         """timm's ``custom_load`` hook for a pretrained *file*: the zoo loader, which takes the official
         training checkpoint's ``model`` weights (timm's generic reader would prefer its ``model_ema``), loads
         strictly, and adapts the classifier and first conv to ``num_classes`` / ``in_chans`` as timm does."""
         load_checkpoint(self, checkpoint_path)
+
+
+# --- export forms: the same function in ops mobile backends (ExecuTorch's XNNPACK) delegate ----------------
+# Only exporters use these (lsbench.export via LSNet.export_form); training, eager inference, the custom SKA op
+# and the state_dict layout are untouched. Each is checked against the eager modules within 1e-5.
+
+def group_norm_export(x: Tensor, norm: nn.GroupNorm) -> Tensor:
+    """``norm(x)`` as XNNPACK delegates it: the per-group statistics as means over the two innermost dims of a
+    4-D view (B, groups, C/groups*H, W) (XNNPACK's mean is a global average pool over H, W), then subtract,
+    multiply by ``rsqrt(var + eps)`` and the per-channel affine. Biased variance, as GroupNorm's."""
+    b, c, h, w = x.shape
+    g = norm.num_groups
+    v = x.reshape(b, g, (c // g) * h, w)
+    d = v - v.mean((2, 3), keepdim=True)
+    y = (d * torch.rsqrt((d * d).mean((2, 3), keepdim=True) + norm.eps)).reshape(b, c, h, w)
+    if norm.affine:
+        y = y * norm.weight.reshape(1, c, 1, 1) + norm.bias.reshape(1, c, 1, 1)
+    return y
+
+
+class LSConvExport(nn.Module):
+    """LSConv (LKP -> SKA -> BN -> residual) with LKP's GroupNorm as :func:`group_norm_export` and SKA as
+    :func:`~zoo.ska.reference.ska_export`; shares the LSConv's (fused or not) submodules."""
+
+    def __init__(self, lsconv: LSConv):
+        super().__init__()
+        self.lkp, self.bn = lsconv.lkp, lsconv.bn
+
+    def forward(self, x: Tensor) -> Tensor:
+        lkp = self.lkp
+        t = lkp.act(lkp.cv3(lkp.cv2(lkp.act(lkp.cv1(x)))))
+        w = group_norm_export(lkp.cv4(t), lkp.norm)
+        b, _, h, wd = w.shape
+        return self.bn(ska_export(x, w.reshape(b, lkp.dim // lkp.groups, lkp.taps, h, wd))) + x
+
+
+class AttentionExport(nn.Module):
+    """Attention for one fixed grid: the relative-position bias gathered (or resized) once, at conversion, into
+    a non-persistent buffer (no index op at run time, nothing added to a state_dict); q/k/v taken by slicing and
+    the products as 3-D ``bmm`` (a 4-D matmul lowers to expand copies ExecuTorch leaves on portable kernels)."""
+
+    def __init__(self, attn: Attention, rows: int, cols: int):
+        super().__init__()
+        self.qkv, self.proj, self.dw = attn.qkv, attn.proj, attn.dw
+        self.num_heads, self.scale, self.nh_kd, self.dh = attn.num_heads, attn.scale, attn.nh_kd, attn.dh
+        self.grid = (rows, cols)
+        with torch.no_grad():
+            bias = attn.attention_bias(rows, cols).detach().clone()
+        self.register_buffer("attention_bias", bias, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        if (h, w) != self.grid:
+            raise ValueError(f"this export form of Attention was built for a {self.grid} grid, got {(h, w)}")
+        n, heads, nk = h * w, self.num_heads, self.nh_kd
+        qkv = self.qkv(x)
+        q = self.dw(qkv[:, :nk]).reshape(b * heads, -1, n)
+        k = qkv[:, nk:2 * nk].reshape(b * heads, -1, n)
+        v = qkv[:, 2 * nk:].reshape(b * heads, -1, n)
+        attn = (torch.bmm(q.transpose(1, 2), k).reshape(b, heads, n, n) * self.scale + self.attention_bias)
+        attn = attn.softmax(dim=-1).reshape(b * heads, n, n)
+        return self.proj(torch.bmm(v, attn.transpose(1, 2)).reshape(b, self.dh, h, w))
+
+
+class LSNetExport(nn.Module):
+    """An LSNet whose LSConv / Attention mixers are their export forms, with the global pool as a keep-dim
+    mean (XNNPACK's mean needs keepdim) then a reshape. Built by :func:`export_form`; inference only."""
+
+    def __init__(self, model: LSNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor):
+        m = self.model
+        x = m.forward_features(x)
+        if m.global_pool == "avg":
+            x = x.mean((2, 3), keepdim=True).reshape(x.shape[0], -1)
+        pool, m.global_pool = m.global_pool, ""
+        try:
+            return m.forward_head(x)
+        finally:
+            m.global_pool = pool
+
+
+def export_form(model: LSNet, input_size: Sequence[int]) -> LSNetExport:
+    """A copy of an eval-mode ``model`` (reparameterized or not) in the export forms above, for a fixed input
+    size (B, C, H, W): the attention bias is taken for the grid each Attention sees at that size, found by one
+    forward pass. The model itself is not changed."""
+    import copy
+
+    if model.training:
+        raise ValueError("export_form needs an eval-mode model")
+    m = copy.deepcopy(model)
+    grids: dict[nn.Module, tuple[int, int]] = {}
+
+    def record(mod: nn.Module, args: tuple) -> None:
+        grids[mod] = tuple(args[0].shape[-2:])
+
+    hooks = [mod.register_forward_pre_hook(record) for mod in m.modules() if isinstance(mod, Attention)]
+    p = next(m.parameters())
+    try:
+        with torch.no_grad():
+            m(torch.zeros(tuple(input_size), device=p.device, dtype=p.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for parent in list(m.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, LSConv):
+                setattr(parent, name, LSConvExport(child))
+            elif isinstance(child, Attention) and child in grids:
+                setattr(parent, name, AttentionExport(child, *grids[child]))
+    return LSNetExport(m).eval()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ kernel (the official channel map is interleaved, not contiguous). Zero padding 1
 
 This module owns the shape rules (:func:`check_shapes`), the tap order (:func:`taps`), the channel
 grouping (:func:`grouped`), the output layout (:func:`out_format`), the differentiable forward and the
-closed-form backward, the functional decomposition compilers fuse, and the cost (:func:`ska_macs`).
+closed-form backward, the functional decomposition compilers fuse, the export form mobile backends delegate
+(:func:`ska_export`), and the cost (:func:`ska_macs`).
 It imports nothing but torch, so every other SKA module (the op, the CPU form, the Triton kernels) can
 depend on it without a circle.
 """
@@ -23,7 +24,7 @@ KERNEL_SIZE = 3
 TAPS = KERNEL_SIZE * KERNEL_SIZE
 
 __all__ = ["KERNEL_SIZE", "TAPS", "check_shapes", "taps", "grouped", "out_format", "ska_reference",
-           "ska_backward_reference", "ska_decomposition", "ska_macs"]
+           "ska_backward_reference", "ska_decomposition", "ska_export", "ska_macs"]
 
 
 def check_shapes(x: Tensor, w: Tensor) -> int:
@@ -104,6 +105,25 @@ def ska_decomposition(x: Tensor, w: Tensor) -> Tensor:
     out = None
     for k, i, j in taps():
         term = xp[..., i:i + h, j:j + wd] * w[:, None, :, k]
+        out = term if out is None else out + term
+    return out.reshape(b, c, h, wd)
+
+
+def ska_export(x: Tensor, w: Tensor) -> Tensor:
+    """SKA for mobile exporters, in ops XNNPACK delegates: zero pad, stride-1 slices, static 4-D reshapes,
+    broadcast multiply and add (no select, unsqueeze or expand, which ExecuTorch leaves on portable kernels).
+
+    The same nine taps in the same order as :func:`ska_reference`; channels are viewed as (C/G, G) so one
+    (1, G) tap weight broadcasts over the C/G channels that share it, all in 4-D (B, C/G, G, H*W).
+    """
+    g = check_shapes(x, w)
+    b, c, h, wd = x.shape
+    xp = F.pad(x, (1, 1, 1, 1))
+    w4 = w.reshape(b, g, TAPS, h * wd)
+    out = None
+    for k, i, j in taps():
+        xs = xp[:, :, i:i + h, j:j + wd].reshape(b, c // g, g, h * wd)
+        term = xs * w4[:, :, k:k + 1].reshape(b, 1, g, h * wd)
         out = term if out is None else out + term
     return out.reshape(b, c, h, wd)
 
