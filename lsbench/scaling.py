@@ -92,16 +92,16 @@ class ScalePoint:
 
 # ----------------------------------------------------------------------------------------- inputs
 
-def parse_sizes(text: str | Sequence[int], what: str, minimum: int = 1) -> list[int]:
+def parse_sizes(text: str | Sequence[int], what: str, minimum: int = 1, example: str = "224,320") -> list[int]:
     """'224,320' -> [224, 320] (order kept, duplicates dropped); a one-line error for anything else."""
     items = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t) for t in text]
     items = [t for t in items if t]
     if not items:
-        raise LsbenchError(f"{what} takes a comma-separated list like 224,320, got nothing")
+        raise LsbenchError(f"{what} takes a comma-separated list like {example}, got nothing")
     values = []
     for item in items:
         if not re.fullmatch(r"\d+", item):
-            raise LsbenchError(f"{what} takes whole numbers like 224,320, got {item!r}")
+            raise LsbenchError(f"{what} takes whole numbers like {example}, got {item!r}")
         value = int(item)
         if value < minimum:
             raise LsbenchError(f"{what.lstrip('-')} must be at least {minimum}, got {value}")
