@@ -32,6 +32,9 @@ LABELS = {"latency_ms": "latency per call (ms)", "gmacs": "GMACs per image (fvco
           "peak_memory_mib": "peak memory of a call (MiB)", "throughput_img_s": "throughput (img/s)"}
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 MADE_BY = "lsbench.report.scaling_plot"
+# decimals of the points table (the records keep every digit)
+_DECIMALS = {"latency_ms": 2, "latency_iqr_ms": 2, "throughput_img_s": 2, "gmacs": 4, "peak_memory_mib": 2,
+             "params_m": 3}
 
 
 def _styles(models: Sequence[str]) -> dict[str, dict]:
@@ -178,7 +181,7 @@ def points_table(run: ScaleRun) -> pd.DataFrame:
     cols = ["model", "resolution", "batch", "built_at_size", "status", "latency_ms", "latency_iqr_ms",
             "throughput_img_s", "gmacs", "peak_memory_mib", "params_m", "rounds", "repeats", "warmup", "threads",
             "dtype", "device", "hardware", "reason"]
-    table = run.points[cols].copy()
+    table = run.points[cols].round(_DECIMALS)
     table.attrs.update(made_by=MADE_BY, provenance=provenance(run))
     return table
 
@@ -188,6 +191,7 @@ def exponents_table(run: ScaleRun) -> pd.DataFrame:
                        exponents_frame(run.batch_frame, "batch")], ignore_index=True)
     for col in ("exponent", "stderr", "r2"):
         table[col] = pd.to_numeric(table[col]).round(3)
+    table["x_min"], table["x_max"] = table["x_min"].astype("Int64"), table["x_max"].astype("Int64")
     table.attrs.update(made_by=MADE_BY, provenance=provenance(run))
     return table
 
