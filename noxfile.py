@@ -66,3 +66,19 @@ def paper(session):
                 "--threads", "1", "--metrics", "latency", "--warmup", "2", "--repeats", "8", "--rounds", "3",
                 "--out", LSNET_FIGURE_RESULTS, "--format", "md")
     session.run("lsbench", "pareto", "--results", LSNET_FIGURE_RESULTS, "--device", "cpu", "--beside-published")
+
+
+# The scaling curves of reports/scaling/: the LSNet comparison models from 224 to 1024 px, plus a batch sweep.
+SCALING_MODELS = "lsnet_t,lsnet_b,repvit_m0_9,efficientvit_m4,fastvit_t8,mobilenetv3_large_100"
+
+
+@nox.session
+def scaling(session):
+    """Regenerate reports/scaling/: latency, MACs and peak memory from 224 to 1024 px (batch 1) and at batch
+    1, 4, 16 (224 px), 1 thread, with each model's fitted exponent. Resumes: stored points are not re-measured
+    (pass --fresh to drop them). About 25 minutes on a busy 2-core machine."""
+    session.install("-e", ".")
+    if "--fresh" in session.posargs:
+        session.run("rm", "-rf", "reports/scaling/results.jsonl", external=True)
+    session.run("lsbench", "scale", "--models", SCALING_MODELS, "--resolution", "224,320,448,640,896,1024",
+                "--batch", "1,4,16", "--warmup", "1", "--repeats", "4", "--rounds", "1", "--out", "reports/scaling")

@@ -502,6 +502,63 @@ def compare(models: list[str] = typer.Argument(..., help="two or more model name
     _print_verdicts(comparison_verdicts(result), fmt)
 
 
+# --- scale (issue 13): one block, parsing only; the work is lsbench.scaling -----------------------------
+@app.command()
+@_user_errors
+def scale(models: str = typer.Option("lsnet_t,repvit_m0_9", "--models", "-m",
+                                     help="comma-separated names, a family (lsnet, repvit...) or 'all'"),
+          resolution: str = typer.Option("224,320,448,640,896,1024", help="input sides of the resolution sweep"),
+          batch: str = typer.Option("1", help="batch sizes: the first is the resolution sweep's, the rest are "
+                                              "swept at --batch-resolution"),
+          batch_resolution: Optional[int] = typer.Option(None, help="side of the batch sweep (default: the "
+                                                                    "first --resolution)"),
+          device: str = typer.Option("cpu", help="cpu | cuda"),
+          threads: Optional[int] = typer.Option(None, help="CPU intra-op threads (default 1)"),
+          dtype: Optional[str] = typer.Option(None, help="fp32 | fp16 | bf16"),
+          warmup: Optional[int] = typer.Option(None, help="warm-up calls per round (default 3 on the CPU)"),
+          repeats: Optional[int] = typer.Option(None, help="timed calls per round (default 10 on the CPU)"),
+          rounds: Optional[int] = typer.Option(None, help="rounds per point, each on a fresh build (default 2 "
+                                                          "on the CPU)"),
+          counter: str = typer.Option("fvcore", help="MAC counter: fvcore | ptflops | torch"),
+          out: Path = typer.Option(Path("reports/scaling"), "--out",
+                                   help="directory for results.jsonl, tables and figures"),
+          fmt: str = typer.Option("table", "--format", help=FORMAT_HELP)) -> None:
+    """Latency/throughput, MACs and peak memory against resolution and batch size, with fitted exponents."""
+    import shlex
+
+    from .counting import check_counters
+    from .options import check_format, check_resolution, split_models
+    from .profile import check_host
+    from .report.scaling_plot import exponents_table, points_table, save_scaling
+    from .results import ResultsStore
+    from .scaling import parse_sizes, scale_settings, scale_sweep
+
+    check_format(fmt)
+    names = split_models(models)
+    sides = parse_sizes(resolution, "--resolution", minimum=32)
+    batches = parse_sizes(batch, "--batch", example="1,4,16")
+    check_resolution(batch_resolution, "--batch-resolution")
+    settings = scale_settings(device, threads=threads, dtype=dtype, warmup=warmup, repeats=repeats, rounds=rounds)
+    check_counters([counter])
+    check_host(settings)
+    store = ResultsStore.open_for_writing(out)
+    run = scale_sweep(names, sides, batches, settings, store, counter=counter, batch_resolution=batch_resolution,
+                      on_start=lambda p: err_console.print(f"measuring {p.model} at {p.resolution} px, batch {p.batch}",
+                                                           markup=False, highlight=False),
+                      on_skip=lambda p: err_console.print(f"{p.model} at {p.resolution} px, batch {p.batch}: already "
+                                                          "measured with these settings, skipped", markup=False,
+                                                          highlight=False))
+    _warn_store(store)
+    command = "lsbench scale " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "scale") \
+        if sys.argv[1:2] == ["scale"] else None
+    written = save_scaling(run, out, command=command)
+    shown = ["model", "resolution", "batch", "built_at_size", "status", "latency_ms", "throughput_img_s", "gmacs",
+             "peak_memory_mib"]
+    _print_frame(points_table(run)[shown], fmt, title=f"{len(run.new)} new record(s); results in {store.path}")
+    _print_frame(exponents_table(run).drop(columns=["note"]), fmt,
+                 title=f"exponents (log-log least squares against pixels or batch); {len(written)} files in {out}")
+
+
 results_app = typer.Typer(no_args_is_help=True, help="Inspect a results store.")
 app.add_typer(results_app, name="results")
 

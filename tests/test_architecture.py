@@ -113,6 +113,7 @@ def test_no_import_circles():
     ("lsbench.results", {"lsbench.report", "lsbench.profile", "lsbench.cli"}),
     ("lsbench.profile", {"lsbench.report", "lsbench.cli"}),
     ("lsbench.anatomy_job", {"lsbench.report", "lsbench.cli"}),
+    ("lsbench.scaling", {"lsbench.report", "lsbench.cli"}),
     ("lsbench.erf", {"lsbench.report", "lsbench.cli"}),
     ("lsbench.evaluate", {"lsbench.report", "lsbench.cli"}),
     ("lsbench.export", {"lsbench.report", "lsbench.cli", "lsbench.mobile"}),

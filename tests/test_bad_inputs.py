@@ -121,6 +121,14 @@ def _cases():
         (["export", "lsnet_t", "--resolution", "0"], "resolution must be at least 32"),
         (["export", "lsnet_t", "--batch", "0"], "batch must be at least 1"),
         (["export", "lsnet_x"], "unknown model 'lsnet_x'"),
+        # scale
+        (["scale", "--resolution", "224,abc"], "--resolution takes whole numbers like 224,320, got 'abc'"),
+        (["scale", "--resolution", "224,16"], "resolution must be at least 32, got 16"),
+        (["scale", "--resolution", ","], "--resolution takes a comma-separated list"),
+        (["scale", "--batch", "1,0"], "batch must be at least 1, got 0"),
+        (["scale", "--batch", "1,x"], "--batch takes whole numbers like 1,4,16, got 'x'"),
+        (["scale", "--models", "lsnet_x"], "unknown model 'lsnet_x'"),
+        (["scale", "--counter", "thop"], "unknown counter 'thop'"),
         # list, results
         (["list", "--format", "xml"], "unknown format 'xml'"),
         (["list", "--family", "nofamily"], "unknown family 'nofamily'"),
@@ -150,7 +158,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, env, capsys, tmp_path,
     argv = [a.format(**env) for a in argv]
     if argv[0] in ("profile",) and "--out" not in argv:
         argv += ["--out", str(tmp_path / "results")]
-    if argv[0] in ("erf", "export", "pareto", "table") and "--out" not in argv:
+    if argv[0] in ("erf", "export", "pareto", "table", "scale") and "--out" not in argv:
         argv += ["--out", str(tmp_path / "made")]
     code, out, err = _run(argv, capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
