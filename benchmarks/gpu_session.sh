@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared device run for a session lent an H100/H200 (issue 8), in three parts that each end within 8 min
-# (A about 455 s, B at most 450 s, C at most 240 s of step limits: A and B fit one 15-minute lease with the
+# (A about 485 s, B at most 450 s, C at most 490 s of step limits: A and B fit one 15-minute lease with the
 # starts; C, and B's remainder, wait for the next lease if the first runs short):
 #   bash benchmarks/gpu_session.sh A          CUDA tests, SKA kernels vs the official Triton kernel, the user's
 #                                             command, our LSNet vs the official model (official weights in ours)
@@ -8,7 +8,8 @@
 #                                             2 s + 4 s windows: 56 models x 15 s of `lsnet` windows would not fit
 #                                             8 minutes), the models of the published GPU figures first;
 #                                             resuming from reports/gpu/incoming/results.jsonl if present
-#   bash benchmarks/gpu_session.sh C          the cost anatomy on CUDA (issue 12) and `lsbench erf lsnet_b` timed
+#   bash benchmarks/gpu_session.sh C          the cost anatomy on CUDA (issue 12), `lsbench erf lsnet_b` timed,
+#                                             train mode and `lsbench scale` on CUDA (issue 13)
 #   bash benchmarks/gpu_session.sh A --dry-run   the same steps on the CPU at toy sizes, with Triton's
 #                                             interpreter for the kernels (run it here before spending GPU time)
 # Device tool call: run(command="bash benchmarks/gpu_session.sh A", carry=[".official", ".whl", ".erf_images"]).
@@ -25,7 +26,8 @@
 #               made with `python benchmarks/make_erf_images.py .erf_images`
 # Part B resumes: copy the results.jsonl that came back to reports/gpu/incoming/results.jsonl and rerun B.
 # Output under $OUT (at most 8 files, one folder down): session.log, env.txt, cuda_tests.xml, ska_gpu.json,
-# official.json, results/results.jsonl (part B: tables/ from `lsbench table`). CLI options relied on: profile
+# official.json, results/results.jsonl (part B: tables/ from `lsbench table`; part C: results/results.jsonl
+# (train mode), results/anatomy.jsonl, results/scaling.jsonl, anatomy_totals.md, scaling_exponents.md; copy scaling.jsonl to reports/gpu/incoming/ to resume part C's scale step). CLI options relied on: profile
 # --models --device --preset --metrics
 # --out --format --quick (dry run), table --results --out.
 set -uo pipefail
@@ -84,7 +86,8 @@ if [ "$PART" = A ]; then
             --official .official --budget-s 80 --out "$OUT/ska_gpu.json"
     fi
     # the user's first command, exactly as typed (its results land in ./results, copied out below)
-    step user_command 60 "$PY" -m lsbench.cli profile --models lsnet_t,repvit_m0_9 --device "$DEVICE" "${QUICK[@]}"
+    # (isolated by default on CUDA: one fresh process per model, so the limit allows two interpreter starts)
+    step user_command 90 "$PY" -m lsbench.cli profile --models lsnet_t,repvit_m0_9 --device "$DEVICE" "${QUICK[@]}"
     [ -f results/results.jsonl ] && cp results/results.jsonl "$OUT/results/results.jsonl"
     if [ -n "$DRY" ]; then
         step official 300 "$PY" benchmarks/gpu_official.py --dry-run --models lsnet_t --dtypes fp32,bf16 \
@@ -101,17 +104,35 @@ elif [ "$PART" = B ]; then
     step registry_sweep 420 "$PY" -m lsbench.cli profile --models "$MODELS" --device "$DEVICE" "${PRESET[@]}" \
         "${QUICK[@]}" --metrics latency --out "$OUT/results" --format md
     step table 30 "$PY" -m lsbench.cli table --results "$OUT/results" --out "$OUT/tables"
-else  # part C: the cost anatomy and the user's second command
+else  # part C: the cost anatomy, the user's second command, training and scaling
     # the cost anatomy on CUDA (issue 12): per-part time on CUDA events, GEMM/HBM ceilings, peak memory and
     # NVML J/img; its records land in the results store that comes back
     if [ -n "$DRY" ]; then ANATOMY=(--warmup 2 --repeats 3 --rounds 2 --resolution 64); else ANATOMY=(--batch 256); fi
+    # (its tables and roofline figure stay on the machine, only 8 files come back: the records and totals do)
+    ANAT="$(mktemp -d)"
     step anatomy 120 "$PY" -m lsbench.cli anatomy lsnet_t lsnet_b repvit_m0_9 efficientvit_m4 --device "$DEVICE" \
-        "${ANATOMY[@]}" --out "$OUT/results" --format md
+        "${ANATOMY[@]}" --out "$ANAT" --format md
+    cp "$ANAT/results.jsonl" "$OUT/results/anatomy.jsonl" 2>/dev/null; cp "$ANAT/anatomy_totals.md" "$OUT/" 2>/dev/null
     # the user's second command, timed by the step's log stamps (issue 8 item 6); the table is in the log
     if [ -n "$DRY" ]; then ERF=(--num-images 2 --size 64 --no-stages); else ERF=(); fi
     step erf 120 "$PY" -m lsbench.cli erf lsnet_b --device "$DEVICE" --images .erf_images "${ERF[@]}" \
         --out "$(mktemp -d)" --format md
+    # training throughput (issue 13): forward + loss + backward + SGD step, AMP fp16, batch 256 (decayed and
+    # recorded on out-of-memory), the Triton SKA backward on the GPU; one isolated process per model
+    if [ -n "$DRY" ]; then TRAIN=(--batch 2 --resolution 64 --warmup 1 --repeats 2 --rounds 1); \
+    else TRAIN=(--batch 256 --dtype fp16 --amp); fi
+    step train 100 "$PY" -m lsbench.cli profile --models lsnet_t,lsnet_b,repvit_m0_9 --device "$DEVICE" \
+        --mode train "${TRAIN[@]}" --metrics params,latency --out "$OUT/results" --format md
+    # cost against resolution and batch on the GPU (issue 13); stored per point, so a rerun resumes
+    if [ -n "$DRY" ]; then SCALE=(--models lsnet_t --resolution 64,96 --batch 1,2 --warmup 1 --repeats 2 --rounds 1)
+    else SCALE=(--models lsnet_t,lsnet_b,repvit_m0_9,efficientvit_m4,fastvit_t8,mobilenetv3_large_100 \
+                --resolution 224,448,1024 --batch 1,64,256); fi
+    # (its figures and tables stay on the machine: only 8 files come back; the records and exponents do)
+    SCALED="$(mktemp -d)"; [ -f reports/gpu/incoming/scaling.jsonl ] && cp reports/gpu/incoming/scaling.jsonl "$SCALED/results.jsonl"
+    step scale 150 "$PY" -m lsbench.cli scale --device "$DEVICE" "${SCALE[@]}" --out "$SCALED" --format md
+    cp "$SCALED/results.jsonl" "$OUT/results/scaling.jsonl" 2>/dev/null; cp "$SCALED/scaling_exponents.md" "$OUT/" 2>/dev/null
 fi
 rm -rf "$DEPS"
+find "$OUT" -name .locks -type d -prune -exec rm -rf {} +  # store locks: not results, and only 8 files come back
 [ ${#FAILED[@]} = 0 ] || { say "part $PART done, FAILED steps: ${FAILED[*]}"; exit 1; }
 say "part $PART done, every step rc=0"
