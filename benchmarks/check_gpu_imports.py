@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["zoo", "zoo.ska", "zoo.ska.reference", "zoo.ska.op", "zoo.ska.triton", "zoo.lsnet", "zoo.lsnet_cpu",
-           "lsbench.settings", "lsbench.timing", "lsbench.profile", "lsbench.erf", "lsbench.cli"]
+           "lsbench.settings", "lsbench.timing", "lsbench.profile", "lsbench.training", "lsbench.isolate",
+           "lsbench.scaling", "lsbench.anatomy_job", "lsbench.erf", "lsbench.cli"]
 SCRIPTS = ["benchmarks/gpu_ska.py", "benchmarks/gpu_official.py"]
 
 if __name__ == "__main__":
