@@ -21,7 +21,8 @@ def test_registry_covers_the_benchmarked_models():
                 "edgenext_xx_small", "edgenext_x_small", "edgenext_small",
                 *(f"mobilenetv4_conv_{v}" for v in ("small", "medium", "large")),
                 *(f"starnet_s{i}" for i in range(1, 5)), *(f"shvit_s{i}" for i in range(1, 5)),
-                *(f"mobileone_s{i}" for i in range(5))}
+                *(f"mobileone_s{i}" for i in range(5)),
+                *(f"efficientformerv2_{v}" for v in ("s0", "s1", "s2", "l"))}
     assert set(ALL) == expected
 
 
