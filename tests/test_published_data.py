@@ -39,12 +39,12 @@ def test_the_public_source_rule_itself(text, ok):
 
 
 def test_measured_citations_say_what_where_with_which_versions_and_when():
-    for key in ("team_h200", "official_counts", "lsnet_exact"):
+    for key in ("team_h200", "official_counts", "lsnet_exact", "efficientformerv2_counts"):
         text = CITATIONS[key]
         assert REPO_AT_COMMIT.search(text), key  # which code
         assert re.search(r"\b(torch|fvcore) \d", text), key  # which versions
     assert "NVIDIA H200" in CITATIONS["team_h200"] and "2026-12-01" in CITATIONS["team_h200"]
-    assert "2026-12-01" in CITATIONS["official_counts"]
+    assert "2026-12-01" in CITATIONS["official_counts"] and "2026-12-01" in CITATIONS["efficientformerv2_counts"]
 
 
 def test_every_protocol_used_is_described_and_every_described_one_used():
@@ -98,11 +98,48 @@ def test_mismatching_source_figures_follow_a_matching_one_with_the_reason():
     """Where the count made here cannot round to the source's figure, the card puts a figure it does round
     to first (the official code's own count, or the implementation's) and explains the source's figure."""
     for name, metric in (("fasternet_t2", "macs"), ("edgenext_xx_small", "macs"), ("edgenext_x_small", "macs"),
-                         ("starnet_s4", "macs"), ("shvit_s2", "params")):
+                         ("starnet_s4", "macs"), ("shvit_s2", "params"),
+                         *((f"efficientformerv2_{v}", m) for v in ("s0", "s1", "s2", "l") for m in ("params", "macs"))):
+        counts = ("official_counts", "timm_results", "efficientformerv2_counts")
         figs = [f for f in get_card(name).figures if f.metric == metric]
-        assert len(figs) >= 2 and figs[0].cite in ("official_counts", "timm_results"), name
-        paper = next(f for f in figs[1:] if f.cite not in ("official_counts", "timm_results"))
+        assert len(figs) >= 2 and figs[0].cite in counts, name
+        paper = next(f for f in figs[1:] if f.cite not in counts)
         assert paper.note and re.search(r"official code", paper.note), name
+
+
+# README.md of snap-research/EfficientFormer@d01da42: Top-1 (300/450) | #params | MACs | Latency (iPhone 12)
+EFFICIENTFORMERV2_README = {
+    "s0": ("75.7", "76.2", "3.5", "0.40", "0.9"), "s1": ("79.0", "79.7", "6.1", "0.65", "1.1"),
+    "s2": ("81.6", "82.0", "12.6", "1.25", "1.6"), "l": ("83.3", "83.5", "26.1", "2.56", "2.7"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(EFFICIENTFORMERV2_README))
+def test_efficientformerv2_cards_carry_the_readme_figures(variant):
+    """Each card has the README's figures as written (trailing zeros kept), cited to the paper + repository at
+    its commit; the README's params/MACs follow the exact count of the official code, which comes first."""
+    from decimal import Decimal
+
+    top1, top1_450, params, macs, latency = EFFICIENTFORMERV2_README[variant]
+    card = get_card(f"efficientformerv2_{variant}")
+    assert (card.family, card.source, card.input_size) == ("EfficientFormerV2", "timm", 224)
+    readme = {f.metric: f for f in card.figures if f.cite == "efficientformerv2"}
+    assert {m: str(f.written) for m, f in readme.items()} == {"top1": top1, "params": params, "macs": macs,
+                                                               "latency": latency}
+    assert f"450 epochs: {top1_450}" in readme["top1"].note and "distilled" in readme["top1"].note
+    assert (readme["latency"].device, readme["latency"].protocol) == ("iPhone 12", "coreml_iphone12_xcode14")
+    assert "iOS 16" in DATA["protocols"]["coreml_iphone12_xcode14"]
+    assert "Xcode 14" in DATA["protocols"]["coreml_iphone12_xcode14"]
+    for metric in ("params", "macs"):
+        first = next(f for f in card.figures if f.metric == metric)
+        assert first.cite == "efficientformerv2_counts" and "toolbox.py" in readme[metric].note
+    cite = CITATIONS["efficientformerv2"]
+    assert "arXiv:2212.08059" in cite and "github.com/snap-research/EfficientFormer@d01da42" in cite
+    # the notes' claim: toolbox.py's own count rounds to the README's MACs for S0-S2, not for L
+    from lsbench.report.flags import within_rounding
+    toolbox = float(re.search(r"avg-pool\): ([\d.]+) G", readme["macs"].note).group(1))
+    assert within_rounding(toolbox, readme["macs"].written) is (variant != "l")
+    assert isinstance(readme["macs"].written, Decimal)
 
 
 def test_digits_keep_the_written_precision_a_toml_float_drops():
