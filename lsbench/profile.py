@@ -118,13 +118,19 @@ def _build(name: str, checkpoint: str | None, fused: bool, features_only: bool =
     return zoo.reparameterize(model, inplace=True) if fused else model
 
 
-def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None) -> PreparedModel:
+def prepare(name: str, settings: ProfileSettings, checkpoint: str | None = None,
+            model: nn.Module | None = None) -> PreparedModel:
     """Build ``name`` and turn it into the eager form ``settings`` describe (fused, dtype, layout, compiled);
-    in train mode the unfused model in train mode with its optimizer, stepped by ``step``.
+    in train mode the unfused model in train mode with its optimizer, stepped by ``step``. ``model``: one
+    already built (e.g. at another input size, by ``lsbench scale``), formed the same way.
     ``settings`` must be valid (:meth:`ProfileSettings.validate`)."""
     device = torch.device(settings.device)
     res = _resolution(name, settings)
-    model = _build(name, checkpoint, settings.fused, settings.features_only).to(device)
+    if model is None:
+        model = _build(name, checkpoint, settings.fused, settings.features_only)
+    elif settings.fused:
+        model = zoo.reparameterize(model.eval(), inplace=True)
+    model = model.to(device)
     x = torch.randn(settings.batch, 3, res, res, device=device)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)

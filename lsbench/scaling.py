@@ -44,9 +44,8 @@ import zoo
 from .counting import check_counters, count_flops, param_counts
 from .env import fingerprint
 from .errors import LsbenchError
-from .memory import weight_bytes
 from .options import MIN_RESOLUTION, require_device
-from .profile import PreparedModel, check_host, time_prepared
+from .profile import PreparedModel, check_host, prepare, time_prepared
 from .resources import available_memory, check_fits, gib
 from .results import Record, ResultsStore, run_sweep
 from .settings import EAGER, ProfileSettings, get_preset, torch_dtype
@@ -175,24 +174,12 @@ def zoo_builder(features_only: bool = False) -> Builder:
 
 
 def _prepare(point: ScalePoint, settings: ProfileSettings, build: Builder) -> tuple[PreparedModel, bool]:
-    """The point's model in the form ``lsbench profile`` times (fused, on the device, dtype, layout), built
-    by ``build`` at the point's size (:func:`lsbench.profile.prepare` builds at the native size only)."""
+    """The point's model in the form ``lsbench profile`` times, built by ``build`` at the point's size."""
     torch.manual_seed(0)  # random weights are the papers' speed protocol; seeded for repeatability
     model, at_size = build(point.model, point.resolution)
-    if settings.fused:
-        model = zoo.reparameterize(model, inplace=True)
-    device = torch.device(settings.device)
-    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
-    model = model.to(device).to(memory_format=layout)
-    x = torch.randn(point.batch, 3, point.resolution, point.resolution, device=device).contiguous(
-        memory_format=layout)
-    if settings.dtype != "fp32" and not settings.amp:
-        model, x = model.to(torch_dtype(settings.dtype)), x.to(torch_dtype(settings.dtype))
-    form = {"fused": settings.fused, "dtype": settings.dtype, "amp": settings.amp,
-            "channels_last": settings.channels_last, "features_only": settings.features_only,
-            "built_at_size": at_size, "weights": "random init (seed 0)",
-            "ska_kernel": "triton" if settings.device == "cuda" and zoo.ska.use_triton() else "pytorch"}
-    return PreparedModel(point.model, model, x, point.resolution, form, weight_bytes(model)), at_size
+    prepared = prepare(point.model, settings, model=model)
+    prepared.form["built_at_size"] = at_size
+    return prepared, at_size
 
 
 # ----------------------------------------------------------------------------------------- measuring
