@@ -132,6 +132,16 @@ def compare_precision(pair: dict) -> dict:
     return {k: [fixed[k]["half_width_order"], adaptive[k]["half_width_order"]] for k in sorted(fixed) if k in adaptive}
 
 
+def load_note(pairs: list[dict]) -> str:
+    """What the machine's load was around the runs (1-minute load average), for the reader of the result."""
+    loads = [x for p in pairs for arm in ARMS for st in p[arm]["steps"]
+             for x in (st["loadavg_before"][0], st["loadavg_after"][0])]
+    quiet = max(loads) <= os.cpu_count() / 2 + 0.5
+    return (f"1-minute load {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores around the runs: "
+            + ("a quiet machine (this benchmark's own process only)" if quiet else
+               "a shared machine; compare the ratios measured side by side, not the absolute times"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="default: the noxfile's PAPER_MODELS (the full job)")
@@ -162,7 +172,7 @@ def main() -> None:
         "cpu_ratio_median": statistics.median(p["cpu_ratio"] for p in pairs),
         "precision_summary": {arm: [summarize_precision(p[arm]["precision"]) for p in pairs] for arm in ARMS},
         "per_model_half_width": [compare_precision(p) for p in pairs],
-        "note": "shared 2-core machine, other engineers' jobs running: compare the ratios measured side by side",
+        "note": load_note(pairs),
         "fingerprint": fingerprint("cpu"), "cpu_count": os.cpu_count(),
     }
     print(f"adaptive / fixed: wall {result['wall_ratio_median']:.3f}, CPU {result['cpu_ratio_median']:.3f} "
