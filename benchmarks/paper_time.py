@@ -25,14 +25,11 @@ import ast
 import datetime as dt
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
+from commands import lsbench_command, run_command
 from lsbench.env import fingerprint
 from lsbench.profile import ROUND_METRIC
 from lsbench.results import ResultsStore
@@ -56,28 +53,11 @@ def paper_models() -> str:
 
 def profiling_step(models: str, out: Path, arm_options: list[str]) -> list[list[str]]:
     """The paper session's two profile commands, with an arm's options."""
-    lsbench = [sys.executable, "-c", "from lsbench.cli import main; main()"]
     return [
-        [*lsbench, "profile", "--models", models, "--out", str(out), "--format", "md", *arm_options],
-        [*lsbench, "profile", "--models", models, "--runtime", "onnxruntime", "--metrics", "latency",
-         "--out", str(out), "--format", "md", *arm_options],
+        lsbench_command("profile", "--models", models, "--out", str(out), "--format", "md", *arm_options),
+        lsbench_command("profile", "--models", models, "--runtime", "onnxruntime", "--metrics", "latency",
+                        "--out", str(out), "--format", "md", *arm_options),
     ]
-
-
-def run_command(cmd: list[str]) -> dict:
-    """Run one profile command; its wall seconds, its CPU seconds (user + sys) and the load around it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    load_before = os.getloadavg()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[3:])} failed ({done.returncode}): {done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"command": " ".join(["lsbench", *cmd[3:]]), "wall_s": wall, "cpu_s": cpu,
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 
 
 def run_pair(models: str, tmp: Path, index: int) -> dict:
@@ -89,7 +69,7 @@ def run_pair(models: str, tmp: Path, index: int) -> dict:
     commands = {arm: profiling_step(models, outs[arm], ARMS[arm]) for arm in ARMS}
     for j in range(len(commands[arms[0]])):
         for arm in (arms if j % 2 == 0 else arms[::-1]):
-            step = run_command(commands[arm][j])
+            step = run_command(commands[arm][j], REPO)
             steps[arm].append(step)
             print(f"  {arm}: {step['command'][:60]}... {step['wall_s']:.0f} s wall, {step['cpu_s']:.0f} s CPU, "
                   f"load {step['loadavg_before'][0]:.1f} -> {step['loadavg_after'][0]:.1f}", flush=True)
