@@ -18,13 +18,15 @@ def lsbench_command(*args: str) -> list[str]:
 
 
 def run_command(cmd: list[str], code: Path) -> dict:
-    """Run ``cmd`` with ``code`` (a checkout) first on PYTHONPATH; its wall seconds, CPU seconds (user + sys
-    of the child) and the 1-minute load average before and after. A failed command ends the benchmark."""
+    """Run ``cmd`` in ``code`` (a checkout), with it first on PYTHONPATH (``python -c`` puts the working
+    directory first on sys.path, so the working directory must be the checkout too); its wall seconds, CPU
+    seconds (user + sys of the child) and the 1-minute load average before and after. A failed command ends
+    the benchmark."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
     load_before = os.getloadavg()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     label = " ".join(["lsbench", *cmd[3:]])
