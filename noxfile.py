@@ -44,9 +44,10 @@ def paper(session):
     Latency is measured on this machine (1 thread, batch 1, the cpu preset's adaptive interleaved rounds: at
     least 3 rounds of 10 warm-up + 30 timed calls, until each model's median is known to ±1 % (95 % CI), at
     most 8; each latency record says whether precision or the cap stopped it); every record keeps the CPU
-    model, versions and settings, and the latency tables say where and when they were measured.
-    benchmarks/paper_time.py times this step against the former fixed 5 x 60 rounds. Pass --fresh to drop
-    earlier results instead of resuming.
+    model, versions and settings, and the latency tables say where and when they were measured. Each profile
+    does its untimed work (FLOP counts, ONNX exports) first, one worker process per core, then times alone.
+    benchmarks/paper_time.py times this step against the job as it was (fixed 5 x 60 rounds, untimed work
+    in the sweep's process). Pass --fresh to drop earlier results instead of resuming.
     """
     session.install("-e", ".")
     if "--fresh" in session.posargs:

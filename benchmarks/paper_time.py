@@ -1,13 +1,15 @@
-"""Wall time and precision of the paper job's profiling step: fixed rounds (the old CPU preset) vs adaptive stopping.
+"""Wall time and precision of the paper job's profiling step: the job as it was (fixed rounds) vs as it is now.
 
 The profiling step of ``nox -s paper`` is two ``lsbench profile`` commands over the paper's models (noxfile
 ``PAPER_MODELS``): eager (params, FLOPs, latency) and ONNX Runtime (latency). Each arm runs both commands as
 fresh processes into its own temporary results folder:
 
-* ``fixed``: the CPU preset before adaptive stopping, 5 interleaved rounds of 10 warm-up + 60 timed calls
-  (``--precision off --rounds 5 --repeats 60 --warmup 10``);
-* ``adaptive``: the CPU preset as it is now (rounds of 10 + 30 calls, at least 3, until the pooled median's
-  95 % CI is within ±1 %, at most 8).
+* ``fixed``: the job before issue 13: the CPU preset's 5 interleaved rounds of 10 warm-up + 60 timed calls,
+  and the untimed work (FLOP counts, ONNX exports) done in the sweep's own process, model by model
+  (``--precision off --rounds 5 --repeats 60 --warmup 10 --workers 1``);
+* ``adaptive``: the job as it is now: rounds of 10 + 30 calls, at least 3, until the pooled median's 95 % CI
+  is within ±1 %, at most 8; the untimed work first, in one worker process per core, then the timing alone
+  (the defaults).
 
 The arms alternate command by command (A B for the eager step, B A for the ONNX Runtime step; reversed in the
 next pair) so that drift of a shared machine lands on both; the ratio is taken pair by pair. For every model and runtime it reports the precision reached: the relative half-width
@@ -37,7 +39,7 @@ from lsbench.timing import median_half_width
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = {
-    "fixed": ["--precision", "off", "--rounds", "5", "--repeats", "60", "--warmup", "10"],
+    "fixed": ["--precision", "off", "--rounds", "5", "--repeats", "60", "--warmup", "10", "--workers", "1"],
     "adaptive": [],
 }
 

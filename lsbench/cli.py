@@ -138,6 +138,9 @@ def profile(
     optimizer: Optional[str] = typer.Option(None, help="train mode: sgd | adamw (default sgd)"),
     isolate: Optional[bool] = typer.Option(None, "--isolate/--no-isolate",
                                            help="each model's rounds in fresh processes (default: on for cuda)"),
+    workers: int = typer.Option(0, "--workers", envvar="LSBENCH_WORKERS",
+                                help="processes for the untimed work done before any timing (FLOP counts, "
+                                     "exports): 0 = one per core, up to 4; 1 = in this process"),
 ) -> None:
     """Measure params, FLOPs and latency; every finished round is stored at once, reruns resume."""
     from .errors import LsbenchError
@@ -146,6 +149,7 @@ def profile(
     from .report.summary import compact_summary, profile_summary
     from .results import ResultsStore
     from .settings import RUNTIMES, resolve_settings
+    from .untimed import check_workers
 
     check_format(fmt)
     names = split_models(models)
@@ -171,13 +175,14 @@ def profile(
             raise LsbenchError(f"--precision takes a fraction like 0.01 (±1 %) or 'off', got {precision!r}") from None
         settings = settings.replace(precision=target).validate()
     metric_list, counter_list = validate_job(_split_list(metrics), _split_list(counters))
+    check_workers(workers)
     preflight(names, settings, metric_list)
     store = ResultsStore.open_for_writing(out)  # fail before measuring, not after
     from .isolate import default_isolation
 
     failed: list[str] = []
     _run_sweep(names, settings, store, metric_list, counter_list, profile_sweep,
-               isolate=default_isolation(settings.device) if isolate is None else isolate,
+               isolate=default_isolation(settings.device) if isolate is None else isolate, workers=workers,
                on_fail=lambda n, line: (failed.append(n), err_console.print(line, markup=False, highlight=False)))
     _warn_store(store)
     summary = profile_summary(store.frame(), names, job_key(settings, metric_list, counter_list))

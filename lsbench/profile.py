@@ -40,6 +40,7 @@ from .results import Record, ResultsStore
 from .settings import EAGER, RUNTIMES, ProfileSettings, torch_dtype
 from .timing import MEDIAN_CI_METHOD, cpu_threads, median_half_width, stop_reason, summarize, time_cpu, time_cuda
 from .training import OPTIMIZER_RECIPES, retry_on_oom, train_step
+from .untimed import UntimedPool, auto_workers
 
 __all__ = ["PreparedModel", "prepare", "time_prepared", "count_records", "profile_sweep", "job_key", "validate_job",
            "check_host", "check_memory", "preflight", "job_rounds", "sweep_child", "METRICS", "ROUND_METRIC"]
@@ -295,30 +296,45 @@ def _eager_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -
 
 
 
-@contextlib.contextmanager
-def _runtime_timer(name: str, settings: ProfileSettings, checkpoint: str | None) -> Iterator[Timer]:
-    """Export the deploy form once (checked against eager), then time it in a fresh runtime session per
-    round, as eager rebuilds the model."""
+def export_for_timing(name: str, settings: ProfileSettings, checkpoint: str | None, out_dir: str):
+    """The deploy form of ``name`` exported for ``settings.runtime`` into ``out_dir`` at the timed input size,
+    checked against eager (:func:`lsbench.export.export_model`): untimed work a sweep does up front."""
     from .export import export_model
-    from .mobile import time_artifact
 
-    fmt = RUNTIMES[settings.runtime]
     res = _resolution(name, settings)
     size = (settings.batch, 3, res, res)
-    with tempfile.TemporaryDirectory(prefix="lsbench-export-") as tmp:
-        exported = export_model(_build(name, checkpoint, True, settings.features_only), name, fmt, tmp, input_size=size, check=True)
-        export = {k: v for k, v in exported.as_dict().items() if k != "path"}
-        form = {"fused": True, "dtype": "fp32", "exported": fmt, "weights": checkpoint or _WEIGHTS}
-
-        def one_round() -> tuple[list[float], dict]:
-            samples, info = time_artifact(exported.path, size, threads=settings.threads, **_windows(settings))
-            return samples, {"runtime": info, "export": export, "form": form, "resolution": res}
-
-        yield one_round
+    return export_model(_build(name, checkpoint, True, settings.features_only), name, RUNTIMES[settings.runtime],
+                        out_dir, input_size=size, check=True)
 
 
-def _open_timer(name: str, settings: ProfileSettings, checkpoint: str | None):
-    return (_eager_timer if settings.runtime == EAGER else _runtime_timer)(name, settings, checkpoint)
+@contextlib.contextmanager
+def _runtime_timer(name: str, settings: ProfileSettings, checkpoint: str | None, exported) -> Iterator[Timer]:
+    """Time the exported deploy form (``exported``, from :func:`export_for_timing`; None: export it here, for as
+    long as the timer is open) in a fresh runtime session per round, as eager rebuilds the model."""
+    from .mobile import time_artifact
+
+    if exported is None:
+        with tempfile.TemporaryDirectory(prefix="lsbench-export-") as folder:
+            with _runtime_timer(name, settings, checkpoint, export_for_timing(name, settings, checkpoint, folder)) as t:
+                yield t
+        return
+    res = _resolution(name, settings)
+    size = (settings.batch, 3, res, res)
+    export = {k: v for k, v in exported.as_dict().items() if k != "path"}
+    form = {"fused": True, "dtype": "fp32", "exported": RUNTIMES[settings.runtime],
+            "weights": checkpoint or _WEIGHTS}
+
+    def one_round() -> tuple[list[float], dict]:
+        samples, info = time_artifact(exported.path, size, threads=settings.threads, **_windows(settings))
+        return samples, {"runtime": info, "export": export, "form": form, "resolution": res}
+
+    yield one_round
+
+
+def _open_timer(name: str, settings: ProfileSettings, checkpoint: str | None, exported=None):
+    if settings.runtime == EAGER:
+        return _eager_timer(name, settings, checkpoint)
+    return _runtime_timer(name, settings, checkpoint, exported)
 
 
 def _memory_and_energy(rounds: Sequence[Record]) -> list[tuple[str, float, str, dict]]:
@@ -432,6 +448,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                   metrics: Iterable[str] = METRICS, counters: Sequence[str] = COUNTERS,
                   checkpoint: str | None = None, *,
                   isolate: bool = False,
+                  workers: int = 1,
                   only_round: int | None = None,
                   run_id: str | None = None,
                   on_start: Callable[[str], None] | None = None,
@@ -448,6 +465,10 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     the other models go on; without ``on_fail`` the sweep ends with an LsbenchError naming them.
     ``only_round``: time only this round (0-based), the unit of work of a child. ``run_id``: the run the
     rounds are stored under (a child stores under its parent's).
+
+    ``workers``: the untimed work (counts; exports for a runtime) of every pending model is done first, before
+    any round, in this many fresh processes (:mod:`lsbench.untimed`; 0 = one per core, 1 = in this process);
+    its results are used where the sweep needs them, so the records and their order are the same.
 
     ``on_start(label)`` before each step, ``on_done(model, records)`` when a model's result is stored,
     ``on_skip(model)`` for a model already done."""
@@ -476,13 +497,20 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
     failures: dict[str, str] = {}  # model -> the line that reported its failed child
 
     counted = "params" in metrics or "flops" in metrics
+    stack = contextlib.ExitStack()
+    untimed = None if isolate else _untimed_work(  # an isolated child does its model's untimed work itself
+        pending, settings, fp, key, counters if counted else None, checkpoint,
+        [n for n in pending if timed and not _stopped(settings, rounds[n])], workers, stack, on_start)
 
     def finish(name: str) -> None:
         records: list[Record] = []
         if counted:
             if on_start:
                 on_start(f"{name} (counting)" if timed else name)
-            records += count_records(name, settings, fp, counters, checkpoint, key)
+            if untimed is not None and ("count", name) in untimed:
+                records += untimed.result(("count", name))
+            else:
+                records += count_records(name, settings, fp, counters, checkpoint, key)
         if timed:
             records += _pooled_records(name, settings, fp, key, rounds[name])
         new.extend(store.append(records))
@@ -518,10 +546,13 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
         return new
 
     if not timed:
-        for name in pending:
-            in_child(name, None) if isolate else finish(name)
+        with stack:
+            for name in pending:
+                in_child(name, None) if isolate else finish(name)
         return done_or_failed()
-    with contextlib.ExitStack() as stack:
+    with stack:
+        if untimed is not None:
+            untimed.wait()  # all of it done before the first timed call: nothing runs beside a measurement
         timers: dict[str, Timer] = {}
         for name in pending:  # a model whose rounds were all stored before it was pooled
             if _stopped(settings, rounds[name]):
@@ -539,7 +570,8 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                     in_child(name, r)
                     continue
                 if name not in timers:
-                    timers[name] = stack.enter_context(_open_timer(name, settings, checkpoint))
+                    exported = untimed.result(("export", name)) if untimed and ("export", name) in untimed else None
+                    timers[name] = stack.enter_context(_open_timer(name, settings, checkpoint, exported))
                 samples, extra = timers[name]()
                 fault_point(name, r)
                 median_ms = float(statistics.median(samples)) * 1e3
@@ -551,6 +583,28 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                 if _stopped(settings, rounds[name]):
                     finish(name)
     return done_or_failed()
+
+
+def _untimed_work(names: Sequence[str], settings: ProfileSettings, fp: dict, key: str,
+                  counters: Sequence[str] | None, checkpoint: str | None, to_time: Sequence[str], workers: int,
+                  stack: contextlib.ExitStack, on_start: Callable[[str], None] | None) -> UntimedPool | None:
+    """The running pool (:class:`lsbench.untimed.UntimedPool`) of the counts of ``names`` (when ``counters`` is
+    not None; keys ``("count", model)``) and, for a runtime, the exports of ``to_time`` (``("export", model)``,
+    into a folder that lives as long as ``stack``); None when one process is to do the work."""
+    exports = to_time if settings.runtime != EAGER else []
+    n = auto_workers(workers, len(names) * (counters is not None) + len(exports))
+    if n == 1:
+        return None
+    tasks: dict = {}
+    if counters is not None:
+        tasks.update({("count", m): (count_records, (m, settings, fp, counters, checkpoint, key)) for m in names})
+    if exports:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lsbench-export-"))
+        tasks.update({("export", m): (export_for_timing, (m, settings, checkpoint, folder)) for m in exports})
+    if on_start:
+        what = " and ".join(w for w, on in (("counts", counters is not None), ("exports", bool(exports))) if on)
+        on_start(f"{what} of {len(names)} model(s), untimed, in {n} processes")
+    return stack.enter_context(UntimedPool(tasks, n))
 
 
 def sweep_child(payload: dict) -> None:

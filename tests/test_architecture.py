@@ -120,6 +120,9 @@ def test_no_import_circles():
     ("lsbench.mobile", {"lsbench.report", "lsbench.cli", "lsbench.export"}),
     ("lsbench.runtimes", {"lsbench.export", "lsbench.mobile", "lsbench.report", "lsbench.cli"}),
     ("lsbench.report", {"lsbench.cli"}),
+    # the pool of untimed work knows nothing of what it runs
+    ("lsbench.untimed", {"lsbench.profile", "lsbench.export", "lsbench.counting", "lsbench.report", "lsbench.cli",
+                         "zoo"}),
 ])
 def test_imports_point_down(layer, forbidden):
     """cli -> report -> jobs (profile, erf, evaluate, export) -> measuring parts -> zoo, never back up."""

@@ -44,6 +44,7 @@ def _cases():
         (["profile", "--batch", "0"], "batch must be at least 1"),
         (["profile", "--batch", "abc"], "Invalid value for '--batch'"),
         (["profile", "--rounds", "0"], "rounds must be at least 1"),
+        (["profile", "--workers", "-1"], "--workers must be 0 (one per core) or a positive count"),
         (["profile", "--precision", "0"], "precision must be between 0 and 1"),
         (["profile", "--precision", "1.5"], "precision must be between 0 and 1"),
         (["profile", "--precision", "-0.01"], "precision must be between 0 and 1"),
