@@ -2,6 +2,7 @@
 its wall and CPU seconds from the kernel's accounting of finished children, and the load around it."""
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["lsbench_command", "run_command"]
+__all__ = ["lsbench_command", "run_command", "write_result"]
 
 
 def lsbench_command(*args: str) -> list[str]:
@@ -35,3 +36,10 @@ def run_command(cmd: list[str], code: Path) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"command": label, "code": str(code), "wall_s": wall, "cpu_s": cpu,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+
+
+def write_result(out: Path | None, name: str, result: dict) -> None:
+    """The benchmark's result as ``out/name`` (indented JSON), when an output folder was given."""
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from commands import lsbench_command, run_command
+from commands import lsbench_command, run_command, write_result
 from lsbench.env import fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,9 +78,7 @@ def main() -> None:
     print(f"now / baseline wall: {median_ratio:.3f} (per pair {', '.join(f'{r:.3f}' for r in ratios)}); "
           f"scaled to the issue's quiet {ISSUE_QUIET_BASELINE_S:.0f} s: {median_ratio * ISSUE_QUIET_BASELINE_S:.0f} s "
           f"(target {TARGET_S:.0f} s); same squares: {same_rows}, largest area-ratio difference {ratio_diff:.2e}")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "erf_end_to_end.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(args.out, "erf_end_to_end.json", result)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as dt
-import json
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
-from commands import lsbench_command, run_command
+from commands import lsbench_command, run_command, write_result
 from lsbench.env import fingerprint
 from lsbench.profile import ROUND_METRIC
 from lsbench.results import ResultsStore
@@ -159,9 +158,7 @@ def main() -> None:
     }
     print(f"adaptive / fixed: wall {result['wall_ratio_median']:.3f}, CPU {result['cpu_ratio_median']:.3f} "
           f"(median over {len(pairs)} pair(s))")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "paper_time.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(args.out, "paper_time.json", result)
 
 
 if __name__ == "__main__":
