@@ -60,7 +60,7 @@ def _one_share_of_threads(threads: int) -> None:
 class UntimedPool:
     """``tasks`` (key -> (module-level function, picklable arguments)) running in ``workers`` fresh (spawned)
     processes from the moment the pool is entered. :meth:`result` waits for one task and returns its value or
-    raises its error; :meth:`wait` waits for all of them (do it before timing anything). Leaving the pool
+    raises its error; :meth:`wait` waits for all of them and stops the workers (do it before timing anything). Leaving the pool
     cancels what has not started. A worker that dies (killed, out of memory) fails its tasks with one
     :class:`LsbenchError` each."""
 
@@ -85,7 +85,11 @@ class UntimedPool:
         return key in self._futures
 
     def wait(self) -> None:
+        """Wait for every task, then stop the workers: from here on nothing but the caller runs (the results
+        stay readable)."""
         futures.wait(self._futures.values())
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def result(self, key: Hashable) -> Any:
         try:

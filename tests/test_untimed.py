@@ -33,6 +33,8 @@ def test_workers_run_elsewhere_and_keep_errors():
         assert pool.result("sum") == 3 and pool.result("pid") != os.getpid()
         with pytest.raises(ValueError, match="invalid literal"):
             pool.result("bad")
+        with pytest.raises(ProcessLookupError):  # wait() stopped the workers: nothing runs beside a timing
+            os.kill(pool.result("pid"), 0)
 
 
 def test_a_dead_worker_fails_its_task_in_one_line():
