@@ -22,6 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -502,15 +503,17 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
         pending, settings, fp, key, counters if counted else None, checkpoint,
         [n for n in pending if timed and not _stopped(settings, rounds[n])], workers, stack, on_start)
 
+    def from_pool(task: tuple[str, str], work: Callable[[], Any]) -> Any:
+        """The pool's result of ``task`` when the pool did that work, else ``work()`` here and now."""
+        return untimed.result(task) if untimed is not None and task in untimed else work()
+
     def finish(name: str) -> None:
         records: list[Record] = []
         if counted:
             if on_start:
                 on_start(f"{name} (counting)" if timed else name)
-            if untimed is not None and ("count", name) in untimed:
-                records += untimed.result(("count", name))
-            else:
-                records += count_records(name, settings, fp, counters, checkpoint, key)
+            records += from_pool(("count", name),
+                                 lambda: count_records(name, settings, fp, counters, checkpoint, key))
         if timed:
             records += _pooled_records(name, settings, fp, key, rounds[name])
         new.extend(store.append(records))
@@ -523,10 +526,11 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
         outcome = run_child("lsbench.profile:sweep_child", {
             "names": [name], "settings": settings.as_dict(), "store": str(store.directory), "metrics": metrics,
             "counters": counters, "checkpoint": checkpoint, "only_round": r, "run_id": run})
-        stored = [x for x in store.records() if x.batch_id not in seen and x.model == name and x.job_key == key]
+        after = store.records()
+        stored = [x for x in after if x.batch_id not in seen and x.model == name and x.job_key == key]
         new.extend(stored)
         if timed:
-            rounds[name] = job_rounds(store.records(), [name], key)[name]
+            rounds[name] = job_rounds(after, [name], key)[name]
         if not outcome.ok:
             where = f" in round {r + 1}/{settings.rounds}" if r is not None else ""
             line = (f"{name}: its isolated process {outcome.message}{where}; its unfinished work is not stored, "
@@ -570,7 +574,7 @@ def profile_sweep(names: Sequence[str], settings: ProfileSettings, store: Result
                     in_child(name, r)
                     continue
                 if name not in timers:
-                    exported = untimed.result(("export", name)) if untimed and ("export", name) in untimed else None
+                    exported = from_pool(("export", name), lambda: None)  # None: the timer exports it itself
                     timers[name] = stack.enter_context(_open_timer(name, settings, checkpoint, exported))
                 samples, extra = timers[name]()
                 fault_point(name, r)
