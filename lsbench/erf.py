@@ -21,13 +21,15 @@ deploy form (:func:`zoo.reparameterize`: eval-mode BatchNorm and re-parameteriza
 the convolutions): the same function in exact arithmetic, so the same ERF, for about two thirds of the
 time. In float32 the two forms round differently; both stay as close to a float64 computation of the
 unfused model as each other (``benchmarks/erf_speed.py`` measures it, ``tests/test_erf.py`` checks it).
+The stem runs in channels-last memory format (:func:`channels_last_stem`): at 1024 px its few-channel maps
+are the largest tensors, and in the default layout oneDNN reorders them in every backward pass.
 """
 from __future__ import annotations
 
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,8 @@ from lsbench.progress import progress_bar
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_THRESHOLDS", "SKIMAGE_IMAGES", "IMAGE_EXTENSIONS",
     "load_images", "stage_outputs", "erf_maps", "final_stage", "normalize_map", "high_contribution_square",
-    "area_ratios", "weights_label", "erf_analysis", "layer_name", "skimage_image",
+    "area_ratios", "weights_label", "erf_analysis", "layer_name", "skimage_image", "STEM_NAMES", "find_stem",
+    "channels_last_stem",
 ]
 
 IMAGENET_MEAN = IMAGENET_DEFAULT_MEAN
@@ -280,43 +283,89 @@ def _frozen(model: nn.Module):
             p.requires_grad_(flag)
 
 
-def _layer_features(model: nn.Module, x: Tensor, layers: Sequence[str | int]) -> dict[str | int, Tensor]:
-    """The feature map of every requested layer: all stage outputs from ONE :func:`stage_outputs` call
-    (one forward), plus ``forward_features`` only when ``"final"`` is requested on its own."""
-    stage_idx = [layer for layer in layers if layer != "final"]
+def _stage_features(model: nn.Module, outs: Sequence[Tensor], stages: Sequence[int]) -> dict[str | int, Tensor]:
+    """The requested stage outputs, by index, from one :func:`stage_outputs` call."""
     feats: dict[str | int, Tensor] = {}
-    if stage_idx:
-        outs = stage_outputs(model, x)
-        for i in stage_idx:
-            if not -len(outs) <= i < len(outs):
-                raise LsbenchError(f"stage {i} requested but {type(model).__name__} has {len(outs)} stages "
-                                   f"(0..{len(outs) - 1})")
-            feats[i] = outs[i]
-    if "final" in layers:
-        feats["final"] = model.forward_features(x)
+    for i in stages:
+        if not -len(outs) <= i < len(outs):
+            raise LsbenchError(f"stage {i} requested but {type(model).__name__} has {len(outs)} stages "
+                               f"(0..{len(outs) - 1})")
+        feats[i] = outs[i]
     return feats
 
 
-def final_stage(model: nn.Module, x: Tensor, layers: Sequence[str | int]) -> str | int | None:
+def final_stage(model: nn.Module, x: Tensor, layers: Sequence[str | int],
+                outs: Sequence[Tensor] | None = None) -> str | int | None:
     """The requested stage layer whose map IS the final map, or None.
 
     That is the last stage (index ``n-1`` or ``-1``) when ``forward_features`` returns exactly the last
     stage output (same shape and values on ``x``, e.g. LSNet): the final map then needs no forward or
-    backward pass of its own.
+    backward pass of its own. ``outs``: the stage outputs for ``x`` if they are at hand (they are then not
+    computed again).
     """
     if "final" not in layers:
         return None
     with torch.no_grad(), _eval_mode(model):
-        try:
-            outs = stage_outputs(model, x)
-        except LsbenchError:
-            return None
+        if outs is None:
+            try:
+                outs = stage_outputs(model, x)
+            except LsbenchError:
+                return None
         last = [layer for layer in layers if layer != "final" and layer in (len(outs) - 1, -1)]
         if not last:
             return None
         final = model.forward_features(x)
     same = final.shape == outs[-1].shape and torch.equal(final, outs[-1])
     return last[0] if same else None
+
+
+#: Attribute names under which models keep their stem (zoo and timm conventions), in the order tried.
+STEM_NAMES = ("patch_embed", "stem", "conv_stem")
+
+
+def find_stem(model: nn.Module) -> nn.Module | None:
+    """The module that turns the image into the first feature map, or None if the model names none."""
+    for name in STEM_NAMES:
+        stem = getattr(model, name, None)
+        if isinstance(stem, nn.Module) and any(isinstance(m, nn.Conv2d) for m in stem.modules()):
+            return stem
+    return None
+
+
+def _to_channels_last(args):
+    return tuple(a.contiguous(memory_format=torch.channels_last) if isinstance(a, Tensor) and a.dim() == 4 else a
+                 for a in args)
+
+
+def _to_contiguous(_module, _args, out):
+    return out.contiguous() if isinstance(out, Tensor) else out
+
+
+@contextmanager
+def channels_last_stem(model: nn.Module):
+    """Run ``model``'s stem (:func:`find_stem`) in channels-last memory format, everything after it as before.
+
+    Why: at ERF resolutions the stem's few-channel maps are the largest tensors, and oneDNN reorders them to
+    and from its blocked layout in every convolution backward; in channels-last it uses them as they are. On
+    lsnet_b at 1024 px the stem's forward plus its four backward passes take half the time. The stem computes
+    the same function (its gradients are bit-identical; the forward may round differently in the last bit).
+    The stem's weights and the model's hooks are restored on exit."""
+    stem = find_stem(model)
+    if stem is None:
+        yield
+        return
+    weights = [p for p in stem.parameters() if p.dim() == 4]
+    for p in weights:
+        p.data = p.data.contiguous(memory_format=torch.channels_last)
+    handles = [stem.register_forward_pre_hook(lambda _m, args: _to_channels_last(args)),
+               stem.register_forward_hook(_to_contiguous)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for p in weights:
+            p.data = p.data.contiguous()
 
 
 def _deploy_form(model: nn.Module) -> nn.Module:
@@ -331,7 +380,8 @@ def _deploy_form(model: nn.Module) -> nn.Module:
 
 def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("final",), *, batch_size: int = 1,
              device: str | torch.device = "cpu", normalize: bool = True, progress: bool = True,
-             description: str = "ERF", fuse: bool = True) -> dict[str | int, np.ndarray]:
+             description: str = "ERF", fuse: bool = True, stem_channels_last: bool = True
+             ) -> dict[str | int, np.ndarray]:
     """ERF maps of several layers of ``model``, one ``(H, W)`` array per layer.
 
     ``layers``: ``"final"`` (``forward_features``) and/or 0-based stage indices (:func:`stage_outputs`).
@@ -341,12 +391,14 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
     Each map is computed once: one forward per batch of images serves every layer (a backward pass from
     one stage's score reaches only the part of the graph below that stage, so it gives the same gradient
     as a forward of its own), one backward per distinct layer, and ``"final"`` shares the last stage's
-    map when ``forward_features`` is that stage (:func:`final_is_last_stage`). Images are independent in
-    eval mode, so ``batch_size`` images go through each pass together.
+    map when ``forward_features`` is that stage (:func:`final_stage`, checked on the first batch against
+    its own stage outputs). Images are independent in eval mode, so ``batch_size`` images go through each
+    pass together.
 
     ``fuse`` (default): differentiate a re-parameterized copy (:func:`zoo.reparameterize`; ``model`` itself is
     not changed), which skips every BatchNorm and the extra RepVGG branches in the forward and backward
-    passes; ``fuse=False`` differentiates ``model`` as it is.
+    passes; ``fuse=False`` differentiates ``model`` as it is. ``stem_channels_last`` (default): the stem runs in
+    channels-last memory format (:func:`channels_last_stem`), the same function, for less time.
     """
     layers = _check_layers(layers)
     if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
@@ -357,15 +409,24 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
     n, _, h, w = images.shape
     model = _deploy_form(model) if fuse else model
     model = model.to(device)
-    alias = final_stage(model, images[:1].to(device), layers)
     sums = {layer: torch.zeros(h, w, dtype=torch.float64) for layer in layers}
     counts = dict.fromkeys(layers, 0)
-    distinct = [layer for layer in layers if not (alias is not None and layer == "final")]
-    with _eval_mode(model), _frozen(model), torch.enable_grad(), progress_bar(progress) as bar:
+    stages = [layer for layer in layers if layer != "final"]
+    alias: str | int | None = None
+    distinct: list[str | int] | None = None  # the layers with a backward of their own, fixed on the first batch
+    layout = channels_last_stem(model) if stem_channels_last else nullcontext()
+    with _eval_mode(model), _frozen(model), layout, torch.enable_grad(), progress_bar(progress) as bar:
         task = bar.add_task(description, total=n)
         for start in range(0, n, batch_size):
             x = images[start:start + batch_size].to(device).detach().requires_grad_(True)
-            feats = _layer_features(model, x, distinct)
+            outs = stage_outputs(model, x) if stages else []
+            feats = _stage_features(model, outs, stages)
+            if distinct is None:
+                alias = final_stage(model, x, layers, outs) if stages else None
+                distinct = [layer for layer in layers if not (alias is not None and layer == "final")]
+            if "final" in distinct:
+                feats["final"] = model.forward_features(x)
+            del outs
             for k, layer in enumerate(distinct):
                 (grad,) = torch.autograd.grad(_centre_score(feats[layer]), x, retain_graph=k < len(distinct) - 1,
                                               allow_unused=True)

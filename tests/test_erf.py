@@ -176,7 +176,8 @@ def test_shared_forward_gives_the_reference_maps_on_lsnet(batch_size):
     images = torch.randn(1, 3, 64, 64)
     layers = ["final", 0, 1, 2, 3]
     assert erf.final_stage(model, images[:1], layers) == 3  # LSNet: forward_features is the last stage
-    new = erf.erf_maps(model, images, layers, batch_size=batch_size, progress=False, fuse=False)
+    new = erf.erf_maps(model, images, layers, batch_size=batch_size, progress=False, fuse=False,
+                       stem_channels_last=False)
     ref = _reference_maps(model, images, layers)
     # one image per pass: the same numbers; batched kernels may round float32 sums differently (~1e-7)
     atol = 1e-9 if batch_size == 1 else 2e-6
@@ -210,6 +211,52 @@ def test_deploy_form_gives_the_same_maps_as_the_model_as_built():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # not folded in place
 
 
+@pytest.mark.parametrize("name", ["lsnet_t", "repvit_m0_9", "mobilenetv3_small_100"])
+def test_channels_last_stem_gives_the_maps_of_the_stem_as_it_is(name):
+    """The default stem layout is the same function: every map within 2e-6 of a float64 computation (as the
+    contiguous stem is), the same area ratios, and the model left as it was (weights contiguous, no hooks)."""
+    import copy
+
+    from zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    stem = erf.find_stem(model)
+    assert stem is not None and any(isinstance(m, nn.Conv2d) for m in stem.modules())
+    images = torch.randn(1, 3, 64, 64)
+    layers = ["final", 0, 1]
+    exact = erf.erf_maps(copy.deepcopy(model).double(), images.double(), layers, progress=False, fuse=False,
+                         stem_channels_last=False)
+    as_is = erf.erf_maps(model, images, layers, progress=False, fuse=False, stem_channels_last=False)
+    first_conv = next(m for m in stem.modules() if isinstance(m, nn.Conv2d))
+    seen = []
+    handle = first_conv.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))  # after pre-hooks
+    with erf.channels_last_stem(model):
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in stem.parameters() if p.dim() == 4)
+        out = stem(images)
+    handle.remove()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
+    assert out.is_contiguous()  # what follows the stem sees the layout it always saw
+    channels_last = erf.erf_maps(model, images, layers, progress=False, fuse=False)
+    for layer in layers:
+        np.testing.assert_allclose(channels_last[layer], exact[layer], rtol=0, atol=2e-6, err_msg=str(layer))
+        np.testing.assert_allclose(as_is[layer], exact[layer], rtol=0, atol=2e-6, err_msg=str(layer))
+        assert erf.area_ratios(channels_last[layer]) == erf.area_ratios(as_is[layer])
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert not stem._forward_hooks and not stem._forward_pre_hooks
+
+
+def test_channels_last_stem_leaves_a_model_without_a_stem_alone():
+    model = ConvStack(2)
+    assert erf.find_stem(model) is None
+    images = torch.rand(1, 3, 32, 32)
+    with erf.channels_last_stem(model):
+        assert all(p.is_contiguous() for p in model.parameters())
+    np.testing.assert_array_equal(erf.erf_maps(model, images, ["final", 0, 1], progress=False)[0],
+                                  erf.erf_maps(model, images, ["final", 0, 1], progress=False,
+                                               stem_channels_last=False)[0])
+
+
 def test_final_map_has_its_own_pass_when_forward_features_is_not_the_last_stage():
     class Headed(ConvStack):
         def forward_features(self, x):
@@ -224,6 +271,30 @@ def test_final_map_has_its_own_pass_when_forward_features_is_not_the_last_stage(
     ref = _reference_maps(model, images, ["final", 0, 1])
     for layer in ref:
         np.testing.assert_allclose(new[layer], ref[layer], rtol=1e-6, atol=1e-9)
+
+
+def test_one_stage_pass_per_batch_and_one_check_of_the_final_map():
+    """The first batch's own stage outputs settle whether "final" is the last stage: per batch one
+    forward_stages call, and forward_features once (the check), not once per batch."""
+    calls = {"stages": 0, "features": 0}
+
+    class Counted(ConvStack):
+        def forward_stages(self, x):
+            calls["stages"] += 1
+            return super().forward_stages(x)
+
+        def forward_features(self, x):
+            calls["features"] += 1
+            for conv in self.convs:
+                x = conv(x)
+            return x
+
+    model, images = Counted(2), torch.rand(5, 3, 16, 16)
+    outs = model.forward_stages(images[:1])
+    assert erf.final_stage(model, images[:1], ["final", 0, 1], outs) == 1
+    calls.update(stages=0, features=0)
+    erf.erf_maps(model, images, ["final", 0, 1], batch_size=2, progress=False)
+    assert calls == {"stages": 3, "features": 1}
 
 
 def test_stage_outputs_fallbacks_and_error():
