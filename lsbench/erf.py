@@ -354,9 +354,9 @@ def channels_last_stem(model: nn.Module):
     if stem is None:
         yield
         return
-    weights = [p for p in stem.parameters() if p.dim() == 4]
-    for p in weights:
-        p.data = p.data.contiguous(memory_format=torch.channels_last)
+    weights = [(p, p.data) for p in stem.parameters() if p.dim() == 4]  # restored as they were, layout included
+    for p, data in weights:
+        p.data = data.contiguous(memory_format=torch.channels_last)
     handles = [stem.register_forward_pre_hook(lambda _m, args: _to_channels_last(args)),
                stem.register_forward_hook(_to_contiguous)]
     try:
@@ -364,8 +364,8 @@ def channels_last_stem(model: nn.Module):
     finally:
         for h in handles:
             h.remove()
-        for p in weights:
-            p.data = p.data.contiguous()
+        for p, data in weights:
+            p.data = data
 
 
 def _deploy_form(model: nn.Module) -> nn.Module:

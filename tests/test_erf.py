@@ -244,6 +244,10 @@ def test_channels_last_stem_gives_the_maps_of_the_stem_as_it_is(name):
         assert erf.area_ratios(channels_last[layer]) == erf.area_ratios(as_is[layer])
     assert all(p.is_contiguous() for p in model.parameters())
     assert not stem._forward_hooks and not stem._forward_pre_hooks
+    stem.to(memory_format=torch.channels_last)  # a stem that was channels-last stays so
+    with erf.channels_last_stem(model):
+        pass
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in stem.parameters() if p.dim() == 4)
 
 
 def test_channels_last_stem_leaves_a_model_without_a_stem_alone():
