@@ -332,7 +332,7 @@ def find_stem(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def _to_channels_last(args):
+def _to_channels_last(_module, args):
     return tuple(a.contiguous(memory_format=torch.channels_last) if isinstance(a, Tensor) and a.dim() == 4 else a
                  for a in args)
 
@@ -357,8 +357,7 @@ def channels_last_stem(model: nn.Module):
     weights = [(p, p.data) for p in stem.parameters() if p.dim() == 4]  # restored as they were, layout included
     for p, data in weights:
         p.data = data.contiguous(memory_format=torch.channels_last)
-    handles = [stem.register_forward_pre_hook(lambda _m, args: _to_channels_last(args)),
-               stem.register_forward_hook(_to_contiguous)]
+    handles = [stem.register_forward_pre_hook(_to_channels_last), stem.register_forward_hook(_to_contiguous)]
     try:
         yield
     finally:
@@ -422,7 +421,7 @@ def erf_maps(model: nn.Module, images: Tensor, layers: Sequence[str | int] = ("f
             outs = stage_outputs(model, x) if stages else []
             feats = _stage_features(model, outs, stages)
             if distinct is None:
-                alias = final_stage(model, x, layers, outs) if stages else None
+                alias = final_stage(model, x, layers, outs)
                 distinct = [layer for layer in layers if not (alias is not None and layer == "final")]
             if "final" in distinct:
                 feats["final"] = model.forward_features(x)
